@@ -1,0 +1,37 @@
+# gradbench: `make bench` runs the default benchmark, `make test` the tests. Both install what is missing.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+CONFIG ?= experiments/quick.yaml
+EXECUTOR ?=
+ADDRESS ?=
+ARGS   ?=
+TORCH_CPU ?= torch==2.13.0
+
+RUN_FLAGS := $(if $(EXECUTOR),--executor $(EXECUTOR)) $(if $(ADDRESS),--address $(ADDRESS)) $(ARGS)
+
+.PHONY: install bench test lint microbench microbench-compare clean
+
+install: $(STAMP)
+
+# The venv sees the system's site-packages so that a torch already there (a CUDA build on a GPU
+# machine) stands; only when none is importable does it get the CPU build, which is small.
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv --system-site-packages $(VENV)
+	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install --quiet "$(TORCH_CPU)"
+	$(PY) -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+bench: $(STAMP)
+	$(VENV)/bin/gradbench run $(CONFIG) $(RUN_FLAGS)
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

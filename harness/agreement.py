@@ -1,0 +1,157 @@
+"""Is a gradient right? A float64 reference, normwise errors, calibrated tolerances, a diagnosis.
+
+The reference is autograd in float64 on the CPU, from the cell's inputs already rounded to its
+dtype and then upcast: what is measured is then the error of the computation alone, not of
+rounding the inputs (which alone is 1.3e-3 in bfloat16).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+
+from .problems.base import Problem, Tensors
+
+# Unit roundoff u = 2^-p of each dtype (p = significand bits).
+UNIT_ROUNDOFF = {
+    torch.float64: 2.0**-53,
+    torch.float32: 2.0**-24,
+    torch.float16: 2.0**-11,
+    torch.bfloat16: 2.0**-8,
+}
+
+# Tolerance on the normwise relative error: TOL_FACTOR * u * sqrt(L), L the longest reduction
+# of the problem. Summing L terms in floating point errs by at most about L u, and by about
+# sqrt(L) u when the rounding errors are independent, as here; torch's blocked reductions do
+# better still. Measured (tests/test_tolerance_calibration.py, every problem x method x pattern
+# at n up to 1e6): the worst correct gradient reached 0.3 of the tolerance in float32 and
+# bfloat16. The cap keeps every planted bug (relative errors of 0.5 and up) a failure.
+TOL_FACTOR = 32.0
+TOL_CAP = 0.05
+
+# A float64 gradient written by hand must match the reference to this, or its formula is wrong.
+FORMULA_TOL = 1e-10
+
+
+def tolerance(dtype: torch.dtype, reduction_length: int) -> float:
+    u = UNIT_ROUNDOFF[dtype]
+    return min(TOL_CAP, TOL_FACTOR * u * math.sqrt(max(1, reduction_length)))
+
+
+def rounded_reference(
+    problem: Problem, params: Tensors, data: Tensors, dtype: torch.dtype
+) -> tuple[Tensors, Tensors, Tensors]:
+    """(params64, data64, grad64): inputs rounded to `dtype`, upcast, and autograd's gradient."""
+    p64 = {k: v.to(dtype).to(torch.float64).requires_grad_(True) for k, v in params.items()}
+    d64 = {k: v.to(dtype).to(torch.float64) for k, v in data.items()}
+    keys = list(p64)
+    grads = torch.autograd.grad(problem.loss(p64, d64), [p64[k] for k in keys])
+    p64 = {k: v.detach() for k, v in p64.items()}
+    return p64, d64, dict(zip(keys, grads))
+
+
+@dataclass
+class Agreement:
+    rel_err: float
+    max_abs_err: float
+    scale: float  # |g| / |expected|
+    cosine: float  # <g, expected> / (|g| |expected|): -1 is a sign error
+    tol: float
+    per_param: dict[str, float] = field(default_factory=dict)  # rel_err of each parameter
+    diagnosis: str | None = None
+
+    @property
+    def agree(self) -> bool:
+        return self.rel_err <= self.tol  # NaN compares False: a NaN gradient never agrees
+
+
+def _flat(g: Tensors, keys) -> torch.Tensor:
+    return torch.cat([g[k].detach().to("cpu", torch.float64).reshape(-1) for k in keys])
+
+
+def compare(grads: Tensors, reference: Tensors, multiplier: float, tol: float) -> Agreement:
+    """Errors of `grads` against multiplier x `reference`, over all parameters at once."""
+    keys = list(reference)
+    missing = [k for k in keys if k not in grads]
+    if missing:
+        raise ValueError(f"the gradient has no entry for {', '.join(missing)}")
+    for k in keys:
+        if tuple(grads[k].shape) != tuple(reference[k].shape):
+            raise ValueError(
+                f"gradient of {k} has shape {tuple(grads[k].shape)}, "
+                f"the parameter {tuple(reference[k].shape)}"
+            )
+    g, ref = _flat(grads, keys), multiplier * _flat(reference, keys)
+    ref_norm = ref.norm().item()
+    tiny = torch.finfo(torch.float64).tiny
+    per_param = {}
+    for k in keys:
+        gk, rk = _flat(grads, [k]), multiplier * _flat(reference, [k])
+        per_param[k] = ((gk - rk).norm() / max(rk.norm().item(), tiny)).item()
+    g_norm = g.norm().item()
+    return Agreement(
+        rel_err=((g - ref).norm() / max(ref_norm, tiny)).item(),
+        max_abs_err=(g - ref).abs().max().item() if g.numel() else 0.0,
+        scale=g_norm / max(ref_norm, tiny),
+        cosine=(g @ ref).item() / max(g_norm * ref_norm, tiny),
+        tol=tol,
+        per_param=per_param,
+    )
+
+
+def _near(x: float, m: int) -> bool:
+    return abs(x - m) <= 1e-3 * m
+
+
+def _factor_causes(m: int, n: int | None, k: int) -> list[str]:
+    causes = []
+    if n is not None and n == m:
+        causes.append(f"a sum where a mean over n={n} was meant")
+    if k == m and k > 1:
+        causes.append(f"k={k} accumulations not zeroed or not scaled by 1/k")
+    if m == 2:
+        causes.append("a second backward through a retained graph, or a doubled term")
+    return causes or [f"a stray factor {m}"]
+
+
+def _inverse_causes(m: int, n: int | None, k: int) -> list[str]:
+    causes = []
+    if m == 2:
+        causes.append("a missing factor 2 (d/dr r^2 = 2r)")
+    if n is not None and n == m:
+        causes.append(f"a mean over n={n} taken twice")
+    if k == m and k > 1:
+        causes.append(f"micro-batches scaled by 1/k={k} where the loss was already a mean")
+    return causes or [f"a stray factor 1/{m}"]
+
+
+def diagnose(a: Agreement, n: int | None, k: int, formula_err: float | None = None) -> str | None:
+    """A sentence naming the likely bug when a gradient disagrees; None when it agrees."""
+    if a.agree:
+        return None
+    if not math.isfinite(a.rel_err) or not math.isfinite(a.scale):
+        return "non-finite gradient: overflow, or a NaN in the data or the formula"
+    tail = ""
+    if formula_err is not None and formula_err > FORMULA_TOL:
+        tail = f"; wrong in float64 too (rel_err {formula_err:.1e}): the formula, not rounding"
+    aligned = a.cosine > 1 - 1e-6
+    m = round(a.scale)
+    if aligned and m >= 2 and _near(a.scale, m):
+        return f"{a.scale:.3f}x the reference: {' or '.join(_factor_causes(m, n, k))}?{tail}"
+    if aligned and a.scale > 0:
+        inv = round(1 / a.scale)
+        if inv >= 2 and _near(1 / a.scale, inv):
+            return f"{a.scale:.3f}x the reference: {' or '.join(_inverse_causes(inv, n, k))}?{tail}"
+    if a.cosine < -1 + 1e-6:
+        return f"opposite sign ({-a.scale:.3f}x the reference): a flipped sign, ascent for descent?{tail}"
+    if aligned and abs(a.scale - 1) < 10 * a.tol:
+        return f"rel_err {a.rel_err:.1e} over the tolerance {a.tol:.1e}: rounding beyond calibration?{tail}"
+    bad = [k for k, e in a.per_param.items() if not e <= a.tol]
+    good = [k for k in a.per_param if k not in bad]
+    text = f"wrong direction (cosine {a.cosine:.4f}): disagrees in {', '.join(bad)}"
+    text += " (" + ", ".join(f"{k} {a.per_param[k]:.1e}" for k in bad) + ")"
+    if good:
+        text += f"; agrees in {', '.join(good)}: the error is upstream of those"
+    return text + tail

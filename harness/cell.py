@@ -1,0 +1,459 @@
+"""A cell of the grid, and `run_family`: the one function every executor calls.
+
+A family is the cells that differ only by method. `run_family` builds the data and the float64
+reference once, checks each method's gradient against it, then times the methods in
+interleaved rounds on one device, so that each method's ratio to `manual` is paired.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+
+import torch
+
+from . import agreement as agr
+from .env import device_name
+from .measure import TimingOptions, first_call_s, interleaved, paired_ratio, peak_bytes, summarize
+from .methods import Method, Stepper, get_method
+from .patterns import Pattern, parse_pattern
+from .problems import get_problem
+from .problems.base import Problem, Tensors
+
+DTYPES = {
+    "float64": torch.float64,
+    "float32": torch.float32,
+    "float16": torch.float16,
+    "bfloat16": torch.bfloat16,
+}
+MODES = ("gradient", "train")
+PREVIEW = 8  # values of the gradient and the output kept in each record
+
+# Every record has these columns (None where they do not apply), in this order; columns may be
+# added, never renamed: stored runs are read back by name.
+COLUMNS = (
+    # identity
+    "run_id",
+    "cell_id",
+    "problem",
+    "mode",
+    "method",
+    "pattern",
+    "k",
+    "dtype",
+    "n",
+    "d",
+    "h",
+    "seed",
+    "data",
+    "steps",
+    "lr",
+    # where
+    "device",
+    "device_name",
+    "gpu_id",
+    "node",
+    "worker",
+    "threads",
+    # agreement
+    "rel_err",
+    "max_abs_err",
+    "scale",
+    "cosine",
+    "tol",
+    "agree",
+    "diagnosis",
+    "f64_rel_err",
+    "grad_preview",
+    "output_preview",
+    # timing
+    "time_median_s",
+    "time_iqr_s",
+    "time_min_s",
+    "time_mean_s",
+    "samples",
+    "inner",
+    "stable",
+    "vs_manual",
+    "vs_manual_lo",
+    "vs_manual_hi",
+    "first_call_s",
+    "compile_s",
+    # cost
+    "peak_bytes",
+    "peak_bytes_kind",
+    "bytes_moved",
+    "achieved_gbps",
+    "forward_median_s",
+    "cost_ratio",
+    # train mode
+    "final_loss",
+    "final_params",
+    # outcome
+    "status",
+    "error",
+    "attempts",
+    "started_at",
+    "finished_at",
+)
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One point of the grid. Its fields, and nothing else, make its id."""
+
+    problem: str
+    method: str
+    pattern: str = "full"
+    dtype: str = "float32"
+    n: int | None = None
+    d: int | None = None
+    h: int | None = None
+    mode: str = "gradient"
+    seed: int = 0
+    data: str = "random"
+    steps: int | None = None  # train mode
+    lr: float | None = None  # train mode
+
+    @property
+    def cell_id(self) -> str:
+        canonical = json.dumps(asdict(self), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+    @property
+    def family(self) -> tuple:
+        """Everything but the method: cells with the same family share data and reference."""
+        return tuple(v for k, v in asdict(self).items() if k != "method")
+
+    @property
+    def k(self) -> int:
+        return parse_pattern(self.pattern).k
+
+    def problem_instance(self) -> Problem:
+        return get_problem(self.problem)(n=self.n, d=self.d, h=self.h, data=self.data)
+
+    def skip_reason(self, device: str = "cpu") -> str | None:
+        """Why this cell cannot run on `device`, or None. Unknown names raise ValueError."""
+        if self.dtype not in DTYPES:
+            raise ValueError(f"unknown dtype {self.dtype!r}; known: {', '.join(DTYPES)}")
+        if self.mode not in MODES:
+            raise ValueError(f"unknown mode {self.mode!r}; known: {', '.join(MODES)}")
+        try:
+            problem = self.problem_instance()
+            method = get_method(self.method)
+        except KeyError as e:
+            raise ValueError(e.args[0]) from None
+        pattern = parse_pattern(self.pattern)
+        return method.skip_reason(type(problem), DTYPES[self.dtype], device) or pattern.skip_reason(
+            problem, method
+        )
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+def _preview(t: Tensors | torch.Tensor) -> list[float]:
+    flat = (
+        torch.cat([v.detach().reshape(-1)[:PREVIEW].cpu().double() for v in t.values()])
+        if isinstance(t, dict)
+        else t.detach().reshape(-1).cpu().double()
+    )
+    return [float(x) for x in flat[:PREVIEW]]
+
+
+def _flat_params(p: Tensors) -> list[float]:
+    return [float(x) for x in torch.cat([v.detach().reshape(-1).cpu().double() for v in p.values()])]
+
+
+def _status_of(exc: BaseException) -> str:
+    oom = isinstance(exc, torch.OutOfMemoryError) or "can't allocate memory" in str(exc)
+    return "oom" if oom else "error"
+
+
+def _sync(device: torch.device) -> Callable[[], None]:
+    if device.type == "cuda":
+        return lambda: torch.cuda.synchronize(device)
+    return lambda: None
+
+
+@dataclass
+class _Setup:
+    """What a family shares: the problem, its inputs on the device, the float64 reference."""
+
+    problem: Problem
+    pattern: Pattern
+    dtype: torch.dtype
+    device: torch.device
+    params: Tensors
+    data: Tensors
+    params64: Tensors
+    data64: Tensors
+    reference: Tensors
+    tol: float
+
+    @classmethod
+    def build(cls, cell: Cell, device: torch.device) -> _Setup:
+        problem = cell.problem_instance()
+        dtype = DTYPES[cell.dtype]
+        # data depend on (problem, sizes, data set, seed) only: every method and dtype of a
+        # family, and every run with the same seed, sees the same draw
+        params, data = problem.make(torch.Generator().manual_seed(cell.seed))
+        p64, d64, ref = agr.rounded_reference(problem, params, data, dtype)
+        return cls(
+            problem=problem,
+            pattern=parse_pattern(cell.pattern),
+            dtype=dtype,
+            device=device,
+            params={k: v.to(device, dtype) for k, v in params.items()},
+            data={k: v.to(device, dtype) for k, v in data.items()},
+            params64=p64,
+            data64=d64,
+            reference=ref,
+            tol=agr.tolerance(dtype, problem.reduction_length()),
+        )
+
+    def stepper(self, method: Method) -> Stepper:
+        return method.stepper(self.problem, self.params, self.data)
+
+    def check(self, method: Method, stepper: Stepper) -> tuple[agr.Agreement, float | None, list]:
+        """Agreement of what the stepper's gradient buffer holds, and the same method's float64
+        error on the CPU, which tells a wrong formula from rounding."""
+        grads = stepper.grads()
+        a = agr.compare(grads, self.reference, self.pattern.multiplier, self.tol)
+        formula_err = None
+        if method.name != "compiled" or self.dtype == torch.float64:  # no second compile
+            s64 = method.stepper(self.problem, self.params64, self.data64)
+            step64 = self.pattern.bind(s64)
+            step64()
+            step64()
+            formula_err = agr.compare(
+                s64.grads(), self.reference, self.pattern.multiplier, agr.FORMULA_TOL
+            ).rel_err
+        a.diagnosis = agr.diagnose(a, self.problem.n, self.pattern.k, formula_err)
+        return a, formula_err, _preview(grads)
+
+    def min_bytes(self) -> int | None:
+        return self.problem.min_bytes(torch.empty((), dtype=self.dtype).element_size())
+
+
+def run_family(
+    cells: Sequence[Cell],
+    device: str | torch.device = "cpu",
+    threads: int | None = None,
+    timing: TimingOptions | None = None,
+    context: dict | None = None,
+) -> list[dict]:
+    """Run cells that differ only by method; one record per cell, in the order given.
+
+    `context` is merged into every record (run_id, gpu_id, node, worker: the executor's
+    business). Train-mode records carry `trajectory`, a list of per-step rows that the store
+    writes to trajectories.parquet. Exceptions in a method become its record's status.
+    """
+    if not cells:
+        return []
+    family = cells[0].family
+    if any(c.family != family for c in cells):
+        raise ValueError("run_family takes cells that differ only by method")
+    if len({c.method for c in cells}) != len(cells):
+        raise ValueError("run_family got the same method twice")
+    timing = timing or TimingOptions()
+    device = torch.device(device)
+    if threads:
+        torch.set_num_threads(threads)
+    threads = torch.get_num_threads()
+    started = _now()
+    base = {
+        "device": device.type,
+        "device_name": device_name(device),
+        "threads": threads,
+        "gpu_id": None,
+        "node": None,
+        "worker": None,
+        "attempts": 1,
+        **(context or {}),
+    }
+    records = {
+        c.method: {**dict.fromkeys(COLUMNS), **base, **_identity(c), "started_at": started, "status": "ok"}
+        for c in cells
+    }
+
+    try:
+        setup = _Setup.build(cells[0], device)
+    except Exception as exc:  # data or reference failed: every cell shares the failure
+        for r in records.values():
+            r.update(status=_status_of(exc), error=f"{type(exc).__name__}: {exc}", finished_at=_now())
+        return list(records.values())
+
+    with torch.no_grad():
+        output = _preview(setup.problem.output(setup.params, setup.data))
+    for r in records.values():
+        r.update(tol=setup.tol, output_preview=output, bytes_moved=setup.min_bytes())
+
+    runner = _train if cells[0].mode == "train" else _gradient
+    runner(cells, setup, records, threads, timing)
+    finished = _now()
+    for r in records.values():
+        r.setdefault("finished_at", finished)
+        if r["status"] == "ok" and r.get("agree") is False:
+            r["status"] = "mismatch"
+    return [records[c.method] for c in cells]
+
+
+def _applicable(cell: Cell, setup: _Setup) -> Method:
+    reason = cell.skip_reason(setup.device.type)
+    if reason:
+        raise ValueError(f"not applicable: {reason}")
+    return get_method(cell.method)
+
+
+def _identity(c: Cell) -> dict:
+    return {"cell_id": c.cell_id, **asdict(c), "k": c.k}
+
+
+def _fail(record: dict, exc: BaseException) -> None:
+    record.update(status=_status_of(exc), error=f"{type(exc).__name__}: {exc}", finished_at=_now())
+    if record["status"] == "oom" and torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def _agreement_fields(a: agr.Agreement, formula_err: float | None, preview: list) -> dict:
+    return {
+        "rel_err": a.rel_err,
+        "max_abs_err": a.max_abs_err,
+        "scale": a.scale,
+        "cosine": a.cosine,
+        "agree": a.agree,
+        "diagnosis": a.diagnosis,
+        "f64_rel_err": formula_err,
+        "grad_preview": preview,
+    }
+
+
+def _gradient(cells, setup: _Setup, records, threads, timing: TimingOptions) -> None:
+    sync = _sync(setup.device)
+    steps: dict[str, Callable[[], None]] = {}
+    for cell in cells:
+        record = records[cell.method]
+        try:
+            method = _applicable(cell, setup)
+            stepper = setup.stepper(method)
+            step = setup.pattern.bind(stepper)
+            first = first_call_s(step, sync)  # for `compiled`, this is the compile
+            for _ in range(max(1, timing.warmup - 1)):
+                step()
+            sync()
+            # the gradient a step leaves after repeated calls: a step must not depend on what
+            # an earlier call left behind (a forgotten zero shows here)
+            record.update(_agreement_fields(*setup.check(method, stepper)))
+            record.update(first_call_s=first, compile_s=first if cell.method == "compiled" else None)
+            if method.traceable_memory:
+                record["peak_bytes"], record["peak_bytes_kind"] = peak_bytes(step, setup.device)
+            else:
+                record["peak_bytes"], record["peak_bytes_kind"] = None, "unmeasured"
+            steps[cell.method] = step
+        except Exception as exc:
+            _fail(record, exc)
+
+    if not steps:
+        return
+    # the loss alone, under no_grad (the post's "stop tracking"): what a gradient is compared to
+    forward_key = "\0forward"
+    problem, params, data = setup.problem, setup.params, setup.data
+
+    def forward():
+        with torch.no_grad():
+            problem.loss(params, data)
+
+    try:
+        samples, blocks = interleaved({**steps, forward_key: forward}, threads, timing, sync)
+    except Exception as exc:
+        for name in steps:
+            _fail(records[name], exc)
+        return
+    forward_s = summarize(samples.pop(forward_key))["time_median_s"]
+    _timing_fields(samples, setup, records, forward_s)
+    for name in samples:
+        records[name]["inner"] = blocks[name]
+
+
+def _timing_fields(samples: dict[str, list[float]], setup: _Setup, records: dict, forward_s) -> None:
+    manual = samples.get("manual")
+    floor = setup.min_bytes()
+    for name, times in samples.items():
+        stats = summarize(times)
+        ratio = paired_ratio(times, manual) if manual is not None else (None, None, None)
+        t = stats["time_median_s"]
+        records[name].update(
+            stats,
+            vs_manual=ratio[0],
+            vs_manual_lo=ratio[1],
+            vs_manual_hi=ratio[2],
+            forward_median_s=forward_s,
+            cost_ratio=t / forward_s if forward_s else None,
+            achieved_gbps=floor / t / 1e9 if floor and t > 0 else None,
+        )
+
+
+def _train(cells, setup: _Setup, records, threads, timing: TimingOptions) -> None:
+    """SGD for `steps` steps, the methods taking turns step by step; the loss logged at each
+    step is the one at the parameters before that step's update, as the post prints it."""
+    sync = _sync(setup.device)
+    runs: dict[str, tuple[Stepper, Callable[[], None]]] = {}
+    for cell in cells:
+        record = records[cell.method]
+        try:
+            method = _applicable(cell, setup)
+            if not cell.steps or cell.lr is None:
+                raise ValueError("train mode needs steps >= 1 and lr")
+            # agreement: the gradient at the initial parameters, on a stepper of its own
+            probe = setup.stepper(method)
+            probe_step = setup.pattern.bind(probe)
+            probe_step()
+            probe_step()
+            record.update(_agreement_fields(*setup.check(method, probe)))
+            stepper = setup.stepper(method)
+            runs[cell.method] = (stepper, setup.pattern.bind(stepper))
+            record.update(trajectory=[], lr=cell.lr, steps=cell.steps)
+        except Exception as exc:
+            _fail(record, exc)
+
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    lr, n_steps = cells[0].lr, cells[0].steps or 0
+    for t in range(n_steps):
+        for name, (stepper, step) in list(runs.items()):
+            record = records[name]
+            try:
+                with torch.no_grad():
+                    loss = float(setup.problem.loss(stepper.current_params(), setup.data))
+                sync()
+                start = time.perf_counter()
+                step()
+                stepper.sgd(lr)
+                sync()
+                times[name].append(time.perf_counter() - start)
+                record["trajectory"].append(
+                    {
+                        "cell_id": record["cell_id"],
+                        "step": t,
+                        "loss": loss,
+                        "params": _flat_params(stepper.current_params()),
+                    }
+                )
+            except Exception as exc:
+                _fail(record, exc)
+                del runs[name]
+    for name in runs:
+        record = records[name]
+        last = record["trajectory"][-1] if record["trajectory"] else None
+        record.update(
+            final_loss=last["loss"] if last else None, final_params=last["params"] if last else None
+        )
+        if not math.isfinite(record["final_loss"] or 0.0):
+            record["diagnosis"] = (record.get("diagnosis") or "") + " training diverged (non-finite loss)"
+    _timing_fields({k: v for k, v in times.items() if k in runs}, setup, records, forward_s=None)

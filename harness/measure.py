@@ -1,0 +1,148 @@
+"""Timing and memory of a gradient step, with torch.utils.benchmark underneath.
+
+Raw per-call times are kept; statistics are derived from them in one place (`summarize`).
+Methods of a family take turns block by block (A B C, A B C, ...), so the ratio of two methods
+is measured on the same device at the same moment, round by round (`paired_ratio`).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import weakref
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils.benchmark import Timer
+
+STABLE_IQR = 0.1  # IQR / median at most this: torch.utils.benchmark warns above it too
+
+
+@dataclass(frozen=True)
+class TimingOptions:
+    min_run_time_s: float = 0.05  # time spent measuring each method of a family
+    rounds: int = 11  # blocks per method, interleaved; the samples of the statistics
+    warmup: int = 3  # calls before anything is measured (lazy init, caches, allocator)
+
+
+def make_timer(fn: Callable[[], None], threads: int) -> Timer:
+    # Timer's default num_threads is 1, not the process's: always say what is meant
+    return Timer(stmt="fn()", globals={"fn": fn}, num_threads=threads)
+
+
+def block_size(timer: Timer, target_s: float) -> int:
+    """Calls per block so that a block lasts about target_s (timeit.autorange's 1-2-5 ladder)."""
+    number = 1
+    while True:
+        t = timer.timeit(number).mean * number
+        if t >= target_s or number >= 10**7:
+            return number
+        number = max(number * 2, int(number * 1.2 * target_s / max(t, 1e-9)))
+
+
+def interleaved(
+    fns: dict[str, Callable[[], None]],
+    threads: int,
+    opts: TimingOptions,
+    sync: Callable[[], None] = lambda: None,
+) -> tuple[dict[str, list[float]], dict[str, int]]:
+    """Per-call times of each fn, one sample per round, the fns taking turns within a round;
+    and the calls per block of each."""
+    timers = {name: make_timer(fn, threads) for name, fn in fns.items()}
+    target = opts.min_run_time_s / opts.rounds
+    blocks = {name: block_size(t, target) for name, t in timers.items()}
+    samples: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(opts.rounds):
+        for name, timer in timers.items():
+            sync()
+            samples[name].append(timer.timeit(blocks[name]).mean)
+    return samples, blocks
+
+
+def summarize(times: list[float]) -> dict:
+    t = np.asarray(times, dtype=float)
+    q1, median, q3 = np.percentile(t, [25, 50, 75])
+    return {
+        "time_median_s": float(median),
+        "time_iqr_s": float(q3 - q1),
+        "time_min_s": float(t.min()),
+        "time_mean_s": float(t.mean()),
+        "samples": int(t.size),
+        "stable": bool((q3 - q1) <= STABLE_IQR * median),
+    }
+
+
+def paired_ratio(times: list[float], base: list[float]) -> tuple[float, float, float]:
+    """Median of the per-round ratios times/base, with a distribution-free 95% interval.
+
+    The interval is the pair of order statistics whose ranks bracket the median with
+    probability 0.95 under Binomial(R, 1/2) (normal approximation): R = 11 rounds gives ranks
+    2 and 10 of 11.
+    """
+    r = np.sort(np.asarray(times, dtype=float) / np.asarray(base, dtype=float))
+    n = r.size
+    half = 1.96 * math.sqrt(n) / 2
+    lo = max(0, math.floor(n / 2 - half))
+    hi = min(n - 1, math.ceil(n / 2 + half) - 1)
+    return float(np.median(r)), float(r[lo]), float(r[hi])
+
+
+def first_call_s(fn: Callable[[], None], sync: Callable[[], None]) -> float:
+    sync()
+    start = time.perf_counter()
+    fn()
+    sync()
+    return time.perf_counter() - start
+
+
+class _LiveBytes(TorchDispatchMode):
+    """Bytes of tensor storage alive at once, counted at the dispatcher: every tensor an op
+    makes, in forward and backward, freed when its storage is collected."""
+
+    def __init__(self):
+        super().__init__()
+        self.live = self.peak = 0
+        self._seen: set[int] = set()
+
+    def _track(self, t: torch.Tensor) -> None:
+        storage = t.untyped_storage()
+        key = storage.data_ptr()
+        if key in self._seen or storage.nbytes() == 0:
+            return
+        self._seen.add(key)
+        self.live += storage.nbytes()
+        self.peak = max(self.peak, self.live)
+        weakref.finalize(storage, self._free, key, storage.nbytes())
+
+    def _free(self, key: int, nbytes: int) -> None:
+        self._seen.discard(key)
+        self.live -= nbytes
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        if any(r.alias_info is not None for r in func._schema.returns):
+            return out  # a view or an in-place op: no new storage
+        for t in torch.utils._pytree.tree_leaves(out):
+            if isinstance(t, torch.Tensor):
+                self._track(t)
+        return out
+
+
+def peak_bytes(fn: Callable[[], None], device: torch.device) -> tuple[int | None, str]:
+    """(bytes, what they are) for one call of fn, beyond what was allocated before it."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        base = torch.cuda.memory_allocated(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        fn()
+        torch.cuda.synchronize(device)
+        return torch.cuda.max_memory_allocated(device) - base, "cuda_max_allocated"
+    try:
+        with _LiveBytes() as mode:
+            fn()
+        return mode.peak, "torch_live_tensors"
+    except Exception:  # a step that cannot run under a dispatch mode (compiled, numpy)
+        return None, "unmeasured"

@@ -1,0 +1,179 @@
+"""Gradient-accumulation patterns: how one step drives a Stepper, and what it should give.
+
+    full            clear, one evaluation                          expect 1 x the gradient
+    zero            zero in place, one evaluation                  expect 1 x
+    microbatch:k    clear, k equal micro-batches, loss scaled 1/k  expect 1 x
+    uneven:k        clear, k unequal micro-batches, weighted n_i/N expect 1 x
+    nozero:k        clear, k evaluations without zeroing           expect k x (the forgotten zero)
+    retain:k        clear, k backward passes of one retained graph expect k x
+
+Scaling by 1/k is exact only for equal micro-batches of a mean loss; unequal ones need
+n_i/N, or the gradient is biased (the transformers gradient-accumulation bug).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import ClassVar
+
+from .methods import Method, Stepper
+from .problems.base import Problem
+
+Plan = list[tuple[int, int, float]]  # micro-batches as (start, stop, weight)
+
+
+class Pattern:
+    """One accumulation pattern with its k. Subclasses set `name` and write `step`."""
+
+    name: ClassVar[str]
+    takes_k: ClassVar[bool] = False
+    needs_batch: ClassVar[bool] = False  # splits the samples: needs a problem with `batched` data
+    needs_retain: ClassVar[bool] = False
+
+    def __init__(self, k: int = 1):
+        self.k = k
+
+    @property
+    def spec(self) -> str:
+        return f"{self.name}:{self.k}" if self.takes_k else self.name
+
+    @property
+    def multiplier(self) -> int:
+        """What the step gives, in units of the true gradient."""
+        return 1
+
+    def plan(self, rows: int) -> Plan:
+        return [(0, rows, 1.0)]
+
+    def skip_reason(self, problem: Problem, method: Method) -> str | None:
+        if self.needs_batch and not problem.batched:
+            return f"{self.spec} splits samples; {problem.name!r} has no sample axis"
+        if self.needs_batch and problem.n is not None and self.k > problem.n:
+            return f"{self.spec} needs k <= n, got n={problem.n}"
+        if self.needs_retain and not method.retains:
+            return f"{self.spec} needs a retained autograd graph; {method.name!r} has none"
+        return None
+
+    def step(self, stepper: Stepper, batches: list) -> None:
+        raise NotImplementedError
+
+    def bind(self, stepper: Stepper) -> Callable[[], None]:
+        """A no-argument step with the micro-batches sliced once, for timing."""
+        rows = stepper.problem.rows(stepper.data)
+        plan = self.plan(rows)
+        batches = [(stepper.batch(a, b) if (a, b) != (0, rows) else stepper.data, w) for a, b, w in plan]
+        return lambda: self.step(stepper, batches)
+
+
+_PATTERNS: dict[str, type[Pattern]] = {}
+
+
+def register_pattern(cls: type[Pattern]) -> type[Pattern]:
+    """Class decorator: make a Pattern usable by its `name` (with `:k` when it takes_k)."""
+    _PATTERNS[cls.name] = cls
+    return cls
+
+
+def parse_pattern(spec: str) -> Pattern:
+    """'microbatch:4' -> Pattern; raises ValueError with the reason on anything else."""
+    name, _, k = spec.partition(":")
+    if name not in _PATTERNS:
+        raise ValueError(f"unknown pattern {spec!r}; known: {', '.join(pattern_names())}")
+    cls = _PATTERNS[name]
+    if not cls.takes_k:
+        if k:
+            raise ValueError(f"pattern {name!r} takes no k, got {spec!r}")
+        return cls()
+    if not k.isdigit() or int(k) < 1:
+        raise ValueError(f"pattern {spec!r} needs an integer k >= 1, as in {name}:4")
+    return cls(int(k))
+
+
+def pattern_names() -> list[str]:
+    return sorted(f"{n}:k" if c.takes_k else n for n, c in _PATTERNS.items())
+
+
+@register_pattern
+class Full(Pattern):
+    name = "full"
+
+    def step(self, s, batches):
+        s.clear()
+        for b, w in batches:
+            s.accumulate(b, w)
+
+
+@register_pattern
+class Zero(Pattern):
+    name = "zero"
+
+    def step(self, s, batches):
+        s.zero()
+        for b, w in batches:
+            s.accumulate(b, w)
+
+
+@register_pattern
+class Microbatch(Full):
+    name = "microbatch"
+    takes_k = True
+    needs_batch = True
+
+    def skip_reason(self, problem, method):
+        reason = super().skip_reason(problem, method)
+        if reason is None and problem.n % self.k:
+            return f"{self.spec} needs n divisible by k, got n={problem.n} (uneven:{self.k} splits any n)"
+        return reason
+
+    # equal micro-batches of a mean loss: each weighted 1/k
+    def plan(self, rows):
+        m = rows // self.k
+        return [(i * m, (i + 1) * m, 1.0 / self.k) for i in range(self.k)]
+
+
+@register_pattern
+class Uneven(Full):
+    name = "uneven"
+    takes_k = True
+    needs_batch = True
+
+    # micro-batch i holds 1 + (n - k)(i + 1) / (1 + 2 + ... + k) rows (the last the rest),
+    # so sizes grow with i and none is empty; each is weighted n_i / N
+    def plan(self, rows):
+        total = self.k * (self.k + 1) // 2
+        sizes = [1 + (rows - self.k) * (i + 1) // total for i in range(self.k - 1)]
+        sizes.append(rows - sum(sizes))
+        starts = [sum(sizes[:i]) for i in range(self.k)]
+        return [(a, a + m, m / rows) for a, m in zip(starts, sizes)]
+
+
+@register_pattern
+class NoZero(Pattern):
+    name = "nozero"
+    takes_k = True
+
+    @property
+    def multiplier(self):
+        return self.k
+
+    def step(self, s, batches):
+        s.clear()
+        for _ in range(self.k):
+            for b, w in batches:
+                s.accumulate(b, w)
+
+
+@register_pattern
+class Retain(Pattern):
+    name = "retain"
+    takes_k = True
+    needs_retain = True
+
+    @property
+    def multiplier(self):
+        return self.k
+
+    def step(self, s, batches):
+        s.clear()
+        for b, _ in batches:
+            s.retained(b, self.k)
