@@ -24,7 +24,7 @@ STABLE_IQR = 0.1  # IQR / median at most this: torch.utils.benchmark warns above
 @dataclass(frozen=True)
 class TimingOptions:
     min_run_time_s: float = 0.05  # time spent measuring each method of a family
-    rounds: int = 11  # blocks per method, interleaved; the samples of the statistics
+    rounds: int = 11  # blocks per method, interleaved: the samples; 0 checks agreement only
     warmup: int = 3  # calls before anything is measured (lazy init, caches, allocator)
 
 
