@@ -1,0 +1,395 @@
+"""Experiment configs: YAML loaded safely, validated by pydantic, expanded into cells.
+
+A config names problems, each with its own size grid, and crosses them with methods, patterns,
+dtypes and modes. A problem entry may override those lists where one experiment needs other
+methods than the rest (the seed post's numpy descent), and may be a list of entries when one
+problem needs two grids. Every mistake a user can make is a `ConfigError` whose text is one line
+naming the file and the field.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any
+
+import yaml
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
+
+from ..cell import DTYPES, MODES, Cell
+from ..measure import TimingOptions
+from ..methods import get_method, method_names
+from ..patterns import parse_pattern
+from ..plugins import PluginError, load_plugin
+from ..problems import get_problem
+
+
+class ConfigError(Exception):
+    """A config the user must fix; its text is one line: `file: field: what is wrong`."""
+
+    def __init__(self, file: str | Path, field: str, message: str):
+        self.file, self.field = str(file), field
+        self.message = " ".join(str(message).split())  # one line, whatever the cause said
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        return f"{self.file}: {self.field}: {self.message}" if self.field else f"{self.file}: {self.message}"
+
+
+# --- YAML -----------------------------------------------------------------------------------
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader (no tag builds a Python object) that also refuses a key given twice, which
+    plain YAML resolves silently to the last one."""
+
+
+def _mapping(loader: _Loader, node: yaml.MappingNode, deep: bool = False) -> dict:
+    seen = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"key {key!r} given twice", key_node.start_mark
+            )
+        seen.add(key)
+    return yaml.SafeLoader.construct_mapping(loader, node, deep=deep)
+
+
+_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping)
+
+
+def read_yaml(path: Path) -> Any:
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise ConfigError(path, "", "no such file") from None
+    except (IsADirectoryError, PermissionError, UnicodeDecodeError) as exc:
+        raise ConfigError(path, "", f"cannot read: {exc}") from None
+    try:
+        return yaml.load(text, Loader=_Loader)  # noqa: S506 (a SafeLoader subclass)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+        where = f"line {mark.line + 1}" if mark else "yaml"
+        what = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(path, where, f"invalid YAML: {what}") from None
+
+
+# --- models ---------------------------------------------------------------------------------
+
+
+def _as_sizes(value: Any) -> list[int] | None:
+    """[1000, 1e5, '1e8'] -> ints; a single size may stand without brackets."""
+    if value is None:
+        return None
+    values = value if isinstance(value, list) else [value]
+    if not values:
+        raise ValueError("empty size list: give at least one size")
+    sizes = []
+    for v in values:
+        if isinstance(v, str) and re.fullmatch(r"\s*\d+(\.\d*)?[eE]\d+\s*", v):
+            v = float(v)  # YAML 1.1 reads 1e8 as a string
+        if isinstance(v, float) and math.isfinite(v) and v == int(v):
+            v = int(v)
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise ValueError(f"sizes are integers, got {v!r}")
+        if v < 1:
+            raise ValueError(f"sizes must be >= 1, got {v}")
+        sizes.append(v)
+    return sizes
+
+
+Sizes = Annotated[list[int] | None, BeforeValidator(_as_sizes)]
+Names = list[str] | None
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Timing(_Model):
+    """harness.measure.TimingOptions, field for field."""
+
+    min_run_time_s: float = Field(TimingOptions.min_run_time_s, gt=0)
+    rounds: int = Field(TimingOptions.rounds, ge=0)  # 0: check agreement, time nothing
+    warmup: int = Field(TimingOptions.warmup, ge=1)
+
+    def options(self) -> TimingOptions:
+        return TimingOptions(**self.model_dump())
+
+
+class ProblemGrid(_Model):
+    """One problem's sizes and data set; lists left out take the config's top-level ones."""
+
+    n: Sizes = None
+    d: Sizes = None
+    h: Sizes = None
+    data: str = "random"
+    methods: Names = None
+    patterns: Names = None
+    dtypes: Names = None
+    modes: Names = None
+    steps: int | None = Field(None, ge=1)  # train mode
+    lr: float | None = Field(None, gt=0)  # train mode
+
+
+def _entries(value: Any) -> Any:
+    # `linear: {n: [..]}` is one entry; `linear: [{..}, {..}]` several; `scalar:` none needed
+    if isinstance(value, dict):
+        return {k: ([{}] if v is None else v if isinstance(v, list) else [v]) for k, v in value.items()}
+    return value
+
+
+class Experiment(_Model):
+    name: str | None = None  # defaults to the file's stem
+    seed: int = 0
+    problems: Annotated[dict[str, list[ProblemGrid]], BeforeValidator(_entries)]
+    methods: list[str] = ["manual", "autograd"]
+    patterns: list[str] = ["full"]
+    dtypes: list[str] = ["float32"]
+    modes: list[str] = ["gradient"]
+    timing: Timing = Timing()
+    plugins: list[str] = []  # paths relative to the config file
+    cell_timeout_s: float = Field(600.0, gt=0)  # per cell, enforced by executors that can
+    threads: int | None = Field(None, ge=1)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v):
+        if v is not None and not re.fullmatch(r"[A-Za-z0-9_.-]+", v):
+            raise ValueError(f"a name is letters, digits, '_', '.', '-' (it names a directory), got {v!r}")
+        return v
+
+
+_KNOWN = {
+    "timing": list(Timing.model_fields),
+    "problems": list(ProblemGrid.model_fields),
+    None: list(Experiment.model_fields),
+}
+
+
+def _from_pydantic(path: Path, raw: dict, exc: ValidationError) -> ConfigError:
+    err = exc.errors()[0]
+    loc = list(err["loc"])
+    # a problem given as one mapping is shown without the list index it was wrapped in
+    problems = raw.get("problems")
+    if len(loc) >= 3 and loc[0] == "problems" and loc[2] == 0 and isinstance(problems[loc[1]], dict):
+        del loc[2]
+    where = ".".join(str(p) for p in loc)
+    if err["type"] == "extra_forbidden":
+        known = _KNOWN.get(loc[0] if len(loc) > 1 else None, _KNOWN[None])
+        return ConfigError(path, where, f"unknown key; known: {', '.join(known)}")
+    return ConfigError(path, where, err["msg"].removeprefix("Value error, "))
+
+
+# --- a loaded config ------------------------------------------------------------------------
+
+
+@dataclass
+class Config:
+    path: Path
+    experiment: Experiment
+    plugin_files: list[Path] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return self.experiment.name or self.path.stem
+
+    def timing(self) -> TimingOptions:
+        return self.experiment.timing.options()
+
+    def resolved(self) -> dict:
+        """The config with every default filled in: what config.yaml of a run holds."""
+        data = self.experiment.model_dump(mode="json")
+        data["name"] = self.name
+        data["plugins"] = [str(p) for p in self.plugin_files]
+        data["problems"] = {}
+        for name, entries in self.experiment.problems.items():
+            dumped = [e.model_dump(mode="json", exclude_none=True, exclude_defaults=True) for e in entries]
+            data["problems"][name] = dumped[0] if len(dumped) == 1 else dumped
+        return data
+
+    @property
+    def hash(self) -> str:
+        """Short hash of the resolved config; plugins count by their contents, not their path,
+        so the same files give the same hash from any checkout."""
+        data = self.resolved()
+        data["plugins"] = [hashlib.sha256(p.read_bytes()).hexdigest() for p in self.plugin_files]
+        canonical = json.dumps(data, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()[:8]
+
+
+def load_config(path: str | Path) -> Config:
+    """Read, validate and load the plugins of a config; raises ConfigError."""
+    path = Path(path)
+    raw = read_yaml(path)
+    if not isinstance(raw, dict):
+        got = type(raw).__name__
+        raise ConfigError(path, "", f"expected a mapping of keys (name, problems, ...), got {got}")
+    try:
+        experiment = Experiment.model_validate(raw)
+    except ValidationError as exc:
+        raise _from_pydantic(path, raw, exc) from None
+    plugin_files = []
+    for i, plugin in enumerate(experiment.plugins):
+        file = (path.parent / plugin).resolve()
+        try:
+            load_plugin(file)  # registers its problems before names are checked
+        except PluginError as exc:
+            raise ConfigError(path, f"plugins[{i}]", str(exc)) from None
+        plugin_files.append(file)
+    config = Config(path, experiment, plugin_files)
+    _check_names(config)
+    return config
+
+
+def _entry_field(config: Config, name: str, i: int) -> str:
+    return f"problems.{name}" if len(config.experiment.problems[name]) == 1 else f"problems.{name}[{i}]"
+
+
+def _lists(config: Config, entry: ProblemGrid) -> dict[str, list[str]]:
+    top = config.experiment
+    return {
+        key: getattr(entry, key) if getattr(entry, key) is not None else getattr(top, key)
+        for key in ("methods", "patterns", "dtypes", "modes")
+    }
+
+
+def _check_names(config: Config) -> None:
+    path, top = config.path, config.experiment
+    known = {
+        "methods": (method_names(), get_method),
+        "dtypes": (list(DTYPES), None),
+        "modes": (list(MODES), None),
+    }
+    for key in ("methods", "patterns", "dtypes", "modes"):
+        _check_list(path, key, getattr(top, key), known)
+    if not top.problems:
+        raise ConfigError(path, "problems", "empty grid: no problems")
+    for name, entries in top.problems.items():
+        try:
+            problem = get_problem(name)
+        except KeyError as exc:
+            raise ConfigError(path, f"problems.{name}", exc.args[0]) from None
+        if not entries:
+            raise ConfigError(path, f"problems.{name}", "empty grid: an empty list of entries")
+        for i, entry in enumerate(entries):
+            where = _entry_field(config, name, i)
+            for key in ("methods", "patterns", "dtypes", "modes"):
+                if getattr(entry, key) is not None:
+                    _check_list(path, f"{where}.{key}", getattr(entry, key), known)
+            for size in ("n", "d", "h"):
+                given = getattr(entry, size) is not None
+                if given and size not in problem.sizes:
+                    takes = ", ".join(problem.sizes) or "no sizes"
+                    raise ConfigError(path, f"{where}.{size}", f"problem {name!r} takes {takes}")
+                if not given and size in problem.sizes:
+                    raise ConfigError(path, f"{where}.{size}", f"missing: problem {name!r} needs {size}")
+            if entry.data not in problem.datasets:
+                raise ConfigError(
+                    path, f"{where}.data", f"problem {name!r} has data sets {', '.join(problem.datasets)}"
+                )
+            trains = "train" in _lists(config, entry)["modes"]
+            if trains and (entry.steps is None or entry.lr is None):
+                raise ConfigError(path, f"{where}.steps", "train mode needs steps and lr")
+            if not trains and (entry.steps is not None or entry.lr is not None):
+                raise ConfigError(path, f"{where}.steps", "steps and lr are for train mode, not in modes")
+
+
+def _check_list(path: Path, where: str, values: list[str], known: dict) -> None:
+    kind = where.rsplit(".", 1)[-1]
+    if not values:
+        raise ConfigError(path, where, f"empty grid: no {kind}")
+    for i, value in enumerate(values):
+        try:
+            if kind == "patterns":
+                parse_pattern(value)
+            elif known[kind][1]:
+                known[kind][1](value)
+            elif value not in known[kind][0]:
+                raise ValueError(f"unknown {kind[:-1]} {value!r}; known: {', '.join(known[kind][0])}")
+        except (KeyError, ValueError) as exc:
+            raise ConfigError(path, f"{where}[{i}]", exc.args[0]) from None
+
+
+# --- the grid -------------------------------------------------------------------------------
+
+
+def family_seed(seed: int, problem: str, n: int | None, d: int | None, h: int | None, data: str) -> int:
+    """The data seed of one size of one problem: every dtype, method, pattern and mode of that
+    size sees the same draw, and so does every run with the same config seed."""
+    key = json.dumps([seed, problem, n, d, h, data]).encode()
+    return int.from_bytes(hashlib.sha256(key).digest()[:4], "big") >> 1  # fits any torch seed
+
+
+@dataclass
+class Grid:
+    cells: list[Cell]
+    skipped: list[tuple[Cell, str]]
+
+    @property
+    def families(self) -> list[list[Cell]]:
+        """Cells that differ only by method, in config order: the unit an executor runs."""
+        groups: dict[tuple, list[Cell]] = {}
+        for cell in self.cells:
+            groups.setdefault(cell.family, []).append(cell)
+        return list(groups.values())
+
+
+def expand(config: Config, device: str = "cpu") -> Grid:
+    """Every cell of the config on `device`, and the combinations that cannot run, with why."""
+    top = config.experiment
+    cells: dict[str, Cell] = {}
+    skipped: dict[str, tuple[Cell, str]] = {}
+    for name, entries in top.problems.items():
+        for i, entry in enumerate(entries):
+            lists = _lists(config, entry)
+            where = _entry_field(config, name, i)
+            sizes = [getattr(entry, s) or [None] for s in ("n", "d", "h")]
+            for n, d, h in itertools.product(*sizes):
+                _check_k(config, where, lists["patterns"], get_problem(name), n)
+                seed = family_seed(top.seed, name, n, d, h, entry.data)
+                for mode, dtype, pattern, method in itertools.product(
+                    lists["modes"], lists["dtypes"], lists["patterns"], lists["methods"]
+                ):
+                    train = mode == "train"
+                    cell = Cell(
+                        problem=name,
+                        method=method,
+                        pattern=pattern,
+                        dtype=dtype,
+                        n=n,
+                        d=d,
+                        h=h,
+                        mode=mode,
+                        seed=seed,
+                        data=entry.data,
+                        steps=entry.steps if train else None,
+                        lr=entry.lr if train else None,
+                    )
+                    try:
+                        reason = cell.skip_reason(device)
+                    except ValueError as exc:
+                        raise ConfigError(config.path, where, exc.args[0]) from None
+                    if reason:
+                        skipped.setdefault(cell.cell_id, (cell, reason))
+                    else:
+                        cells.setdefault(cell.cell_id, cell)  # two entries may name one cell
+    if not cells:
+        first = next(iter(skipped.values()), None)
+        why = f": all {len(skipped)} combinations are skipped, e.g. {first[1]}" if first else ""
+        raise ConfigError(config.path, "problems", f"empty grid{why}")
+    return Grid(list(cells.values()), [s for cid, s in skipped.items() if cid not in cells])
+
+
+def _check_k(config: Config, where: str, patterns: list[str], problem, n: int | None) -> None:
+    # a pattern that splits samples into k micro-batches has no meaning with fewer than k samples
+    for spec in patterns:
+        pattern = parse_pattern(spec)
+        if pattern.needs_batch and problem.batched and n is not None and pattern.k > n:
+            raise ConfigError(config.path, f"{where}.n", f"{spec} needs k <= n, got n={n}")
