@@ -1,5 +1,6 @@
 """gradbench: hand-written gradients against autograd, cell by cell: timing and agreement."""
 
+from . import fused  # noqa: F401  (registers the `fused` method)
 from .cell import Cell, run_family
 from .measure import TimingOptions
 from .methods import Method, Stepper, register_method

@@ -1,0 +1,189 @@
+"""`fused`: the gradient of linear and logistic regression in one pass over X.
+
+Both are z = X w + b with a loss whose derivative in z is a scale times a link:
+
+    g = s * link(X w + b, y)     linear: s = 2/N, link = z - y;  logistic: s = 1/N, link = sigmoid(z) - y
+    dJ/dw = X^T g;   dJ/db = sum g
+
+Eager code, manual or autograd, reads X twice: once for X w, once for X^T g. Both products need
+only the rows of one block, so taking X a block of rows at a time, a block small enough to stay
+in cache, turns the second read into a cache hit: one pass over memory. On CUDA with Triton, a
+kernel holds each tile of rows in registers and does both products on it.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from dataclasses import dataclass
+
+import torch
+
+from .methods import Method, Stepper, register_method
+
+LOW_PRECISION = (torch.float16, torch.bfloat16)
+
+# Bytes of X per block on the CPU. Each of the two threads of a gemv takes half the rows, so a
+# 2 MiB block is 1 MiB per core, within a 2 MiB L2 and far within L3. Measured on the 2-core
+# CPU at N=2^20, D=64 fp32: blocks of 0.25 to 4 MiB are within noise of each other; 16 MiB
+# falls off (the second read misses). Smaller blocks pay the ~5 ops of Python per block more often.
+CPU_BLOCK_BYTES = 2 * 2**20
+MIN_BLOCK_ROWS = 256  # rows wider than the cache still go in blocks: a loop per row would crawl
+
+
+@dataclass(frozen=True)
+class Link:
+    """dJ/dz = (numerator / N) * link(z, y) of one problem."""
+
+    numerator: float
+    sigmoid: bool  # link = sigmoid(z) - y; otherwise z - y
+
+
+# The problems `fused` knows how to do, by name; others are skipped with SKIP_REASON.
+LINKS = {"linear": Link(2.0, sigmoid=False), "logistic": Link(1.0, sigmoid=True)}
+SKIP_REASON = "fused is written for linear and logistic"
+
+
+def block_rows(d: int, itemsize: int, device: torch.device) -> int:
+    """Rows of X per block: a block of about the cache budget of the device."""
+    budget = CPU_BLOCK_BYTES
+    if device.type == "cuda":
+        # a quarter of L2 (H100: 50 MB): the block and the gemv's own traffic stay resident
+        budget = torch.cuda.get_device_properties(device).L2_cache_size // 4
+    return max(MIN_BLOCK_ROWS, budget // max(1, d * itemsize))
+
+
+def blocked_grad(X, y, w, b, link: Link, rows: int | None = None) -> dict[str, torch.Tensor]:
+    """{"w": X^T g, "b": sum g} with g = s link(X w + b, y), X read one block of rows at a time."""
+    n, d = X.shape
+    rows = rows or block_rows(d, X.element_size(), X.device)
+    s = link.numerator / n
+    # float16 and bfloat16 sum the blocks in float32: N/rows roundings of the partial sums in
+    # the low dtype would add up to more than eager's one
+    acc_dtype = torch.float32 if X.dtype in LOW_PRECISION else X.dtype
+    dw = torch.zeros(d, dtype=acc_dtype, device=X.device)
+    db = torch.zeros((), dtype=acc_dtype, device=X.device)
+    for Xb, yb in zip(X.split(rows), y.split(rows)):
+        gb = torch.addmv(b, Xb, w)  # z of the block: first read of Xb, from memory
+        if link.sigmoid:
+            gb.sigmoid_()
+        gb.sub_(yb).mul_(s)  # s before the long sums, as the manual gradient does: float16 stays finite
+        if acc_dtype == X.dtype:
+            dw.addmv_(Xb.T, gb)  # second read of Xb, from cache
+        else:
+            dw.add_(Xb.T @ gb)
+        db.add_(gb.sum(dtype=acc_dtype))
+    return {"w": dw.to(X.dtype), "b": db.to(X.dtype).reshape(1)}
+
+
+def fused_grad(X, y, w, b, link: Link) -> dict[str, torch.Tensor]:
+    """The one-pass gradient by the best way the device has: Triton on CUDA, blocks otherwise."""
+    if X.device.type == "cuda" and triton_fits(X):
+        return triton_grad(X, y, w, b, link)
+    return blocked_grad(X, y, w, b, link)
+
+
+class FusedStepper(Stepper):
+    def __init__(self, problem, params, data):
+        super().__init__(problem, params, data)
+        self.link = LINKS[problem.name]
+
+    def grads_of(self, batch):
+        return fused_grad(batch["X"], batch["y"], self.params["w"], self.params["b"], self.link)
+
+
+@register_method
+class Fused(Method):
+    """One pass over X: row blocks that stay in cache (CPU), or a Triton kernel (CUDA)."""
+
+    name = "fused"
+    hand_written = True
+
+    def skip_reason(self, problem, dtype, device):
+        return None if problem.name in LINKS else SKIP_REASON
+
+    def stepper(self, problem, params, data):
+        return FusedStepper(problem, params, data)
+
+
+# --- Triton, on CUDA only (or on the CPU under TRITON_INTERPRET=1, for tests) -------------------
+
+TRITON_MAX_D = 1024  # a tile holds whole rows in registers: BLOCK_N x next_pow2(D)
+TRITON_TILE = 8192  # elements per tile
+
+
+@functools.cache
+def triton_available() -> bool:
+    try:
+        import triton  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def triton_fits(X: torch.Tensor) -> bool:
+    return triton_available() and X.dim() == 2 and X.shape[1] <= TRITON_MAX_D and X.stride(1) == 1
+
+
+@functools.cache
+def _kernel():
+    import triton
+    import triton.language as tl
+
+    @triton.jit
+    def glm_grad(
+        X, y, w, b, dw_part, db_part, n, d, stride_n, s,
+        SIGMOID: tl.constexpr, ACC_F64: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
+    ):  # fmt: skip
+        # each program strides over tiles of rows; per tile, X is loaded once and used twice:
+        # z = x w + b, then dw += x^T g; partial sums go to its row of dw_part
+        acc_t = tl.float64 if ACC_F64 else tl.float32
+        pid = tl.program_id(0)
+        cols = tl.arange(0, BLOCK_D)
+        cmask = cols < d
+        wv = tl.load(w + cols, mask=cmask, other=0.0).to(acc_t)
+        bv = tl.load(b).to(acc_t)
+        dw = tl.zeros([BLOCK_D], dtype=acc_t)
+        db = tl.zeros([BLOCK_N], dtype=acc_t)
+        for start in range(pid * BLOCK_N, n, tl.num_programs(0) * BLOCK_N):
+            rows = start + tl.arange(0, BLOCK_N)
+            rmask = rows < n
+            x = tl.load(
+                X + rows[:, None] * stride_n + cols[None, :], mask=rmask[:, None] & cmask[None, :], other=0.0
+            ).to(acc_t)
+            z = tl.sum(x * wv[None, :], axis=1) + bv
+            if SIGMOID:
+                z = 1.0 / (1.0 + tl.exp(-z))
+            yv = tl.load(y + rows, mask=rmask, other=0.0).to(acc_t)
+            g = tl.where(rmask, (z - yv) * s, 0.0)
+            dw += tl.sum(x * g[:, None], axis=0)
+            db += g
+        tl.store(dw_part + pid * BLOCK_D + cols, dw, mask=cmask)
+        tl.store(db_part + pid, tl.sum(db, axis=0))
+
+    return triton, glm_grad
+
+
+def triton_grad(X, y, w, b, link: Link, programs: int | None = None) -> dict[str, torch.Tensor]:
+    """The one-pass gradient as one Triton kernel plus a sum over its programs' partials."""
+    triton, kernel = _kernel()
+    n, d = X.shape
+    block_d = triton.next_power_of_2(d)
+    block_n = max(1, min(256, TRITON_TILE // block_d))
+    if programs is None:
+        sms = torch.cuda.get_device_properties(X.device).multi_processor_count if X.is_cuda else 4
+        programs = 4 * sms
+    programs = max(1, min(programs, triton.cdiv(n, block_n)))
+    acc_dtype = torch.float64 if X.dtype == torch.float64 else torch.float32
+    dw_part = torch.empty(programs, block_d, dtype=acc_dtype, device=X.device)
+    db_part = torch.empty(programs, dtype=acc_dtype, device=X.device)
+    kernel[(programs,)](
+        X, y, w, b, dw_part, db_part, n, d, X.stride(0), link.numerator / n,
+        SIGMOID=link.sigmoid, ACC_F64=acc_dtype == torch.float64, BLOCK_N=block_n, BLOCK_D=block_d,
+    )  # fmt: skip
+    return {"w": dw_part[:, :d].sum(0).to(X.dtype), "b": db_part.sum().to(X.dtype).reshape(1)}
+
+
+def interpreting() -> bool:
+    """Whether Triton kernels run in its CPU interpreter (TRITON_INTERPRET=1)."""
+    return os.environ.get("TRITON_INTERPRET") == "1"

@@ -1,0 +1,143 @@
+"""What timing on a GPU needs beyond a synchronized timer: warm-up, an L2 flush, TF32 state, and a
+measured peak bandwidth to set achieved GB/s against.
+
+Everything here also runs on the CPU, where it means the nearest honest thing (a host memory copy
+for the bandwidth, a large buffer zeroed to evict the caches), and says so in what it returns.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+
+import torch
+
+FLUSH_BYTES = 256 * 2**20  # what triton's do_bench zeroes between reps: above any L2 (H100: 50 MB)
+# per buffer of the bandwidth probe: far above any cache (20x an H100's L2; 8x a 32 MiB L3)
+PROBE_BYTES = {"cuda": 1024 * 2**20, "cpu": 256 * 2**20}
+PROBE_REPS = 5
+
+WARM_DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def warm_up(device: str | torch.device, dtypes: Iterable[torch.dtype] = WARM_DTYPES) -> float:
+    """Seconds spent making the device's lazy state before anything is timed.
+
+    The first CUDA call creates the context (100 to 500 ms) and the first matmul of a dtype
+    creates cuBLAS (and cuBLASLt) handles and workspaces: a tiny mm and mv per dtype takes them
+    out of the first timed call. On the CPU there is nothing lazy worth the name: returns 0.
+    """
+    device = torch.device(device)
+    if device.type != "cuda":
+        return 0.0
+    start = time.perf_counter()
+    for dtype in dtypes:
+        a = torch.ones(16, 16, dtype=dtype, device=device)
+        v = torch.ones(16, dtype=dtype, device=device)
+        (a @ a).sum()
+        torch.addmv(v, a, v)
+        (a.T @ v).sum()
+    torch.cuda.synchronize(device)
+    return time.perf_counter() - start
+
+
+def l2_flusher(device: str | torch.device, nbytes: int = FLUSH_BYTES) -> Callable[[], None]:
+    """A callable that evicts the device's caches by zeroing an nbytes buffer; call it between
+    samples so that no sample reads its inputs from a cache the previous one filled.
+
+    On the CPU it zeroes a host buffer, which evicts L2 and L3 the same way (the default
+    256 MiB costs about 10 ms per call there: pass less, twice the last-level cache suffices).
+    """
+    device = torch.device(device)
+    buf = torch.empty(nbytes, dtype=torch.uint8, device=device)
+
+    def flush() -> None:
+        buf.zero_()
+
+    return flush
+
+
+def tf32_state() -> dict:
+    """Whether float32 matmuls and convolutions may round to TF32 (10-bit mantissa): part of
+    what a float32 CUDA timing and its error mean. Readable on CPU builds as well."""
+    matmul = torch.backends.cuda.matmul
+    return {
+        "tf32_matmul": matmul.allow_tf32,
+        "tf32_cudnn": torch.backends.cudnn.allow_tf32,
+        "float32_matmul_precision": torch.get_float32_matmul_precision(),
+        # the per-backend setting of torch >= 2.9 ("ieee", "tf32" or "none" = follow the above)
+        "fp32_precision_matmul": getattr(matmul, "fp32_precision", None),
+    }
+
+
+def _copy_seconds(dst: torch.Tensor, src: torch.Tensor) -> float:
+    if dst.is_cuda:
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        dst.copy_(src)
+        end.record()
+        end.synchronize()
+        return start.elapsed_time(end) / 1e3
+    t0 = time.perf_counter()
+    dst.copy_(src)
+    return time.perf_counter() - t0
+
+
+def bandwidth_probe_gbps(
+    device: str | torch.device, nbytes: int | None = None, reps: int = PROBE_REPS
+) -> float:
+    """Peak memory bandwidth measured on the device: the best of `reps` copies of nbytes into a
+    buffer already touched, counted as 2 * nbytes / time (each byte read once and written once),
+    as bandwidth tests count a device-to-device copy. On the CPU it is a host memory copy with
+    torch's threads. An eager gradient's achieved_gbps counts only the bytes it must read, so
+    this is the ceiling it is set against."""
+    device = torch.device(device)
+    n = (nbytes or PROBE_BYTES.get(device.type, PROBE_BYTES["cpu"])) // 4
+    src = torch.ones(n, dtype=torch.float32, device=device)
+    dst = torch.zeros(n, dtype=torch.float32, device=device)  # touched: no page faults timed
+    dst.copy_(src)  # the copy kernel's own first call
+    synchronize(device)
+    best = min(_copy_seconds(dst, src) for _ in range(reps))
+    return 2 * n * 4 / best / 1e9
+
+
+def bandwidth_probe(device: str | torch.device, nbytes: int | None = None) -> dict:
+    """The probe as manifest fields, naming what was measured."""
+    device = torch.device(device)
+    nbytes = nbytes or PROBE_BYTES.get(device.type, PROBE_BYTES["cpu"])
+    kind = "cuda device-to-device copy" if device.type == "cuda" else "cpu host memory copy"
+    return {
+        "bandwidth_probe_gbps": bandwidth_probe_gbps(device, nbytes),
+        "bandwidth_probe_bytes": nbytes,
+        "bandwidth_probe_kind": kind,
+        "bandwidth_probe_device": str(device),
+    }
+
+
+def flushed_call_times(
+    fn: Callable[[], None], calls: int, flush: Callable[[], None], device: str | torch.device
+) -> list[float]:
+    """Seconds of each of `calls` calls of fn, the caches flushed before each and the flush kept
+    out of the time: CUDA events around the call on a GPU (as do_bench), a synchronized
+    perf_counter on the CPU. A block timer cannot do this: it would time the flush too."""
+    device = torch.device(device)
+    times = []
+    for _ in range(calls):
+        flush()
+        if device.type == "cuda":
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            fn()
+            end.record()
+            end.synchronize()
+            times.append(start.elapsed_time(end) / 1e3)
+        else:
+            t0 = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t0)
+    return times
