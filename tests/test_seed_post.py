@@ -1,10 +1,10 @@
 """The seed post's printed numbers, computed through run_family (the post's experiments, exactly)."""
 
 import pytest
-from helpers import NO_TIMING, ROOT
 
 from harness import Cell, run_family
 from harness.plugins import load_plugin
+from helpers import NO_TIMING, ROOT
 
 
 def by_method(cells):

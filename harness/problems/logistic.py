@@ -39,7 +39,8 @@ class Logistic(Problem):
     def numpy_grad(self, p, data):
         X = data["X"]
         z = X @ p["w"] + p["b"]
-        g = (1 / (1 + np.exp(-z)) - data["y"]) / X.shape[0]
+        with np.errstate(over="ignore"):  # exp(-z) = inf gives sigmoid(z) = 0, its limit
+            g = (1 / (1 + np.exp(-z)) - data["y"]) / X.shape[0]
         return {"w": X.T @ g, "b": g.sum().reshape(1)}
 
     def min_bytes(self, itemsize):

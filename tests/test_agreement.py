@@ -1,0 +1,144 @@
+"""Correct gradients agree with the float64 reference for every problem x method x pattern."""
+
+import itertools
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from harness import Cell, run_family
+from harness.agreement import Agreement, compare, diagnose, tolerance
+from harness.methods import method_names
+from harness.patterns import parse_pattern
+from harness.problems import problem_names
+from helpers import NO_TIMING
+
+BUILTIN = ["chain", "vjp", "scalar", "weightsum", "linear1d", "linear", "logistic", "mlp"]
+EAGER = ["manual", "autograd", "autograd_grad", "func", "numpy"]
+PATTERNS = ["full", "zero", "microbatch:4", "uneven:3", "nozero:3", "retain:2"]
+SMALL = {
+    "chain": {"n": 12},
+    "vjp": {"n": 12},
+    "scalar": {},
+    "weightsum": {"n": 12},
+    "linear1d": {"n": 12},
+    "linear": {"n": 12, "d": 5},
+    "logistic": {"n": 12, "d": 5},
+    "mlp": {"n": 12, "d": 5, "h": 6},
+}
+
+
+def runnable(cells):
+    return [c for c in cells if c.skip_reason() is None]
+
+
+def test_builtins_are_registered():
+    assert set(BUILTIN) <= set(problem_names())
+    assert set(EAGER) | {"compiled"} <= set(method_names())
+
+
+@pytest.mark.parametrize("problem", BUILTIN)
+def test_float64_every_method_and_pattern_agrees_to_1e_10(problem):
+    seen = 0
+    for pattern, seed in itertools.product(PATTERNS, range(3)):
+        cells = runnable(
+            [Cell(problem, m, pattern=pattern, dtype="float64", seed=seed, **SMALL[problem]) for m in EAGER]
+        )
+        for r in run_family(cells, timing=NO_TIMING):
+            assert r["status"] == "ok", (r["method"], pattern, r["error"], r["diagnosis"])
+            assert r["rel_err"] < 1e-10 and r["f64_rel_err"] < 1e-10
+            seen += 1
+    assert seen >= len(PATTERNS)  # a skip that swallowed everything would pass vacuously
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16", "float16"])
+@pytest.mark.parametrize("problem", BUILTIN)
+def test_low_precision_never_fails_a_correct_gradient(problem, dtype):
+    for pattern, seed in itertools.product(PATTERNS, range(2)):
+        cells = runnable(
+            [Cell(problem, m, pattern=pattern, dtype=dtype, seed=seed, **SMALL[problem]) for m in EAGER]
+        )
+        for r in run_family(cells, timing=NO_TIMING):
+            assert r["status"] == "ok", (r["method"], pattern, r["rel_err"], r["tol"], r["error"])
+
+
+LARGE = [
+    ("linear", {"n": 1_000_000, "d": 8}),
+    ("logistic", {"n": 1_000_000, "d": 8}),
+    ("mlp", {"n": 1_000_000, "d": 4, "h": 8}),
+    ("linear1d", {"n": 1_000_000}),
+    ("chain", {"n": 1_000_000}),
+]
+
+
+@pytest.mark.parametrize(("problem", "sizes"), LARGE)
+def test_large_n_never_fails_a_correct_gradient(problem, sizes):
+    # rounding grows with the length of the sums: n = 1e6 in every dtype the CPU runs
+    for dtype, pattern in itertools.product(["float32", "bfloat16", "float16"], ["full", "microbatch:4"]):
+        cells = runnable(
+            [Cell(problem, m, pattern=pattern, dtype=dtype, **sizes) for m in ("manual", "autograd")]
+        )
+        for r in run_family(cells, timing=NO_TIMING):
+            assert r["status"] == "ok", (r["method"], dtype, pattern, r["rel_err"], r["tol"])
+            if dtype == "float32":
+                assert r["rel_err"] < r["tol"] / 10  # the sqrt(L) model is pessimistic here
+
+
+def test_compiled_agrees_on_a_few_shapes():
+    # torch.compile costs seconds per shape on a small CPU: two shapes, two dtypes
+    for problem, sizes in [("linear", {"n": 64, "d": 8}), ("mlp", {"n": 64, "d": 4, "h": 8})]:
+        cells = [Cell(problem, m, dtype="float32", **sizes) for m in ("manual", "compiled")]
+        for r in run_family(cells, timing=NO_TIMING):
+            assert r["status"] == "ok", (r["method"], r["error"], r["diagnosis"])
+        assert r["compile_s"] > 0
+
+
+def test_multiplier_per_pattern():
+    assert [parse_pattern(p).multiplier for p in PATTERNS] == [1, 1, 1, 1, 3, 2]
+
+
+def test_tolerance_grows_with_length_and_roundoff():
+    assert tolerance(torch.float64, 1) < tolerance(torch.float32, 1) < tolerance(torch.float16, 1)
+    # 32 (u + u sqrt(L)) in float32; float16 accumulates in float32, then 1/L turns subnormal
+    assert tolerance(torch.float32, 10_000) == pytest.approx(32 * 2**-24 * (1 + 100))
+    assert tolerance(torch.float16, 100) == pytest.approx(32 * (2**-11 + 2**-24 * 10))
+    assert tolerance(torch.float16, 10**5) > 32 * (2**-11 + 2**-24 * 10**2.5)
+    assert tolerance(torch.bfloat16, 10**6) <= 0.05  # capped: a 0.5x or 2x bug always fails
+
+
+def test_compare_counts_all_parameters_at_once():
+    ref = {"w": torch.tensor([3.0, 4.0], dtype=torch.float64), "b": torch.tensor([0.0], dtype=torch.float64)}
+    got = {"w": torch.tensor([3.0, 4.0]), "b": torch.tensor([0.5])}
+    a = compare(got, ref, multiplier=1, tol=1e-6)
+    assert a.rel_err == pytest.approx(0.1)  # |(0, 0, 0.5)| / |(3, 4, 0)|
+    assert a.max_abs_err == pytest.approx(0.5)
+    assert a.per_param == {"w": 0.0, "b": pytest.approx(0.5 / torch.finfo(torch.float64).tiny)}
+
+
+def test_compare_rejects_a_gradient_of_the_wrong_shape():
+    ref = {"w": torch.zeros(4, 1, dtype=torch.float64)}
+    with pytest.raises(ValueError, match=r"gradient of w has shape \(4, 4\)"):
+        compare({"w": torch.zeros(4, 4)}, ref, multiplier=1, tol=1e-6)  # (N,) vs (N,1) broadcast
+
+
+def test_a_nan_gradient_never_agrees():
+    ref = {"w": torch.ones(3, dtype=torch.float64)}
+    a = compare({"w": torch.tensor([1.0, float("nan"), 1.0])}, ref, multiplier=1, tol=1.0)
+    assert not a.agree
+    assert diagnose(a, n=3, k=1).startswith("non-finite gradient")
+
+
+@settings(max_examples=200, deadline=None)
+@given(m=st.integers(2, 1000), n=st.integers(1, 10**6), k=st.integers(1, 64))
+def test_diagnosis_names_any_integer_factor_and_its_inverse(m, n, k):
+    times = diagnose(Agreement(rel_err=m - 1, max_abs_err=1, scale=m, cosine=1, tol=1e-6), n=n, k=k)
+    assert times.startswith(f"{m}.000x the reference")
+    assert ("a sum where a mean" in times) == (m == n)
+    inverse = diagnose(Agreement(rel_err=1 - 1 / m, max_abs_err=1, scale=1 / m, cosine=1, tol=1e-6), n=n, k=k)
+    assert inverse.startswith(f"{1 / m:.3f}x the reference")
+
+
+def test_a_scale_off_an_integer_is_not_named_as_one():
+    a = Agreement(rel_err=1.5, max_abs_err=1, scale=2.5, cosine=1, tol=1e-6, per_param={"w": 1.5})
+    assert "x the reference" not in diagnose(a, n=4, k=1)
