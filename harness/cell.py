@@ -299,7 +299,7 @@ def run_family(
     runner(cells, setup, records, threads, timing)
     finished = _now()
     for r in records.values():
-        r.setdefault("finished_at", finished)
+        r["finished_at"] = r["finished_at"] or finished
         if r["status"] == "ok" and r.get("agree") is False:
             r["status"] = "mismatch"
     return [records[c.method] for c in cells]
