@@ -35,3 +35,14 @@ lint: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
+
+# pytest-benchmark of one gradient step per method (benchmarks/, not part of `make test`)
+MICROBENCH := $(PY) -m pytest benchmarks/ -q --benchmark-only \
+	--benchmark-storage=results/pytest-benchmark --benchmark-group-by=group --benchmark-sort=min \
+	--benchmark-columns=min,median,iqr,mean,rounds,iterations --benchmark-max-time=0.5
+
+microbench: $(STAMP)
+	$(MICROBENCH) --benchmark-autosave
+
+microbench-compare: $(STAMP)
+	$(MICROBENCH) --benchmark-compare --benchmark-compare-fail=median:10%

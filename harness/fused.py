@@ -14,7 +14,6 @@ kernel holds each tile of rows in registers and does both products on it.
 from __future__ import annotations
 
 import functools
-import os
 from dataclasses import dataclass
 
 import torch
@@ -53,25 +52,31 @@ def block_rows(d: int, itemsize: int, device: torch.device) -> int:
     return max(MIN_BLOCK_ROWS, budget // max(1, d * itemsize))
 
 
+def _block(Xb, yb, w, b, link: Link, s: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """(X^T g, g) of one block of rows: two reads of Xb, the second from cache."""
+    gb = torch.addmv(b, Xb, w)  # z
+    if link.sigmoid:
+        gb.sigmoid_()
+    gb.sub_(yb).mul_(s)  # s before the long sums, as the manual gradient does: float16 stays finite
+    return Xb.T @ gb, gb
+
+
 def blocked_grad(X, y, w, b, link: Link, rows: int | None = None) -> dict[str, torch.Tensor]:
     """{"w": X^T g, "b": sum g} with g = s link(X w + b, y), X read one block of rows at a time."""
     n, d = X.shape
     rows = rows or block_rows(d, X.element_size(), X.device)
     s = link.numerator / n
-    # float16 and bfloat16 sum the blocks in float32: N/rows roundings of the partial sums in
-    # the low dtype would add up to more than eager's one
+    if n <= rows:  # X fits in one block: the eager formula already reads it once from memory
+        dw, g = _block(X, y, w, b, link, s)
+        return {"w": dw, "b": g.sum().reshape(1)}
+    # float16 and bfloat16 sum the blocks in float32: n/rows roundings of partial sums in the
+    # low dtype would add up to more than eager's one
     acc_dtype = torch.float32 if X.dtype in LOW_PRECISION else X.dtype
     dw = torch.zeros(d, dtype=acc_dtype, device=X.device)
     db = torch.zeros((), dtype=acc_dtype, device=X.device)
     for Xb, yb in zip(X.split(rows), y.split(rows)):
-        gb = torch.addmv(b, Xb, w)  # z of the block: first read of Xb, from memory
-        if link.sigmoid:
-            gb.sigmoid_()
-        gb.sub_(yb).mul_(s)  # s before the long sums, as the manual gradient does: float16 stays finite
-        if acc_dtype == X.dtype:
-            dw.addmv_(Xb.T, gb)  # second read of Xb, from cache
-        else:
-            dw.add_(Xb.T @ gb)
+        dwb, gb = _block(Xb, yb, w, b, link, s)
+        dw.add_(dwb)
         db.add_(gb.sum(dtype=acc_dtype))
     return {"w": dw.to(X.dtype), "b": db.to(X.dtype).reshape(1)}
 
@@ -182,8 +187,3 @@ def triton_grad(X, y, w, b, link: Link, programs: int | None = None) -> dict[str
         SIGMOID=link.sigmoid, ACC_F64=acc_dtype == torch.float64, BLOCK_N=block_n, BLOCK_D=block_d,
     )  # fmt: skip
     return {"w": dw_part[:, :d].sum(0).to(X.dtype), "b": db_part.sum().to(X.dtype).reshape(1)}
-
-
-def interpreting() -> bool:
-    """Whether Triton kernels run in its CPU interpreter (TRITON_INTERPRET=1)."""
-    return os.environ.get("TRITON_INTERPRET") == "1"

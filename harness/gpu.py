@@ -46,6 +46,16 @@ def warm_up(device: str | torch.device, dtypes: Iterable[torch.dtype] = WARM_DTY
     return time.perf_counter() - start
 
 
+class L2Flush:
+    """Zeroes `buffer` when called: evicts whatever the device's caches held."""
+
+    def __init__(self, device: torch.device, nbytes: int):
+        self.buffer = torch.empty(nbytes, dtype=torch.uint8, device=device)
+
+    def __call__(self) -> None:
+        self.buffer.zero_()
+
+
 def l2_flusher(device: str | torch.device, nbytes: int = FLUSH_BYTES) -> Callable[[], None]:
     """A callable that evicts the device's caches by zeroing an nbytes buffer; call it between
     samples so that no sample reads its inputs from a cache the previous one filled.
@@ -53,13 +63,7 @@ def l2_flusher(device: str | torch.device, nbytes: int = FLUSH_BYTES) -> Callabl
     On the CPU it zeroes a host buffer, which evicts L2 and L3 the same way (the default
     256 MiB costs about 10 ms per call there: pass less, twice the last-level cache suffices).
     """
-    device = torch.device(device)
-    buf = torch.empty(nbytes, dtype=torch.uint8, device=device)
-
-    def flush() -> None:
-        buf.zero_()
-
-    return flush
+    return L2Flush(torch.device(device), nbytes)
 
 
 def tf32_state() -> dict:
