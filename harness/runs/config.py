@@ -180,7 +180,7 @@ def _from_pydantic(path: Path, raw: dict, exc: ValidationError) -> ConfigError:
     problems = raw.get("problems")
     if len(loc) >= 3 and loc[0] == "problems" and loc[2] == 0 and isinstance(problems[loc[1]], dict):
         del loc[2]
-    where = ".".join(str(p) for p in loc)
+    where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc).lstrip(".")
     if err["type"] == "extra_forbidden":
         known = _KNOWN.get(loc[0] if len(loc) > 1 else None, _KNOWN[None])
         return ConfigError(path, where, f"unknown key; known: {', '.join(known)}")
