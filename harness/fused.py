@@ -14,6 +14,7 @@ kernel holds each tile of rows in registers and does both products on it.
 from __future__ import annotations
 
 import functools
+import importlib.util
 from dataclasses import dataclass
 
 import torch
@@ -119,19 +120,22 @@ TRITON_TILE = 8192  # elements per tile
 
 @functools.cache
 def triton_available() -> bool:
-    try:
-        import triton  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    # found, not imported: the import is for the first kernel launch
+    return importlib.util.find_spec("triton") is not None
 
 
 def triton_fits(X: torch.Tensor) -> bool:
     return triton_available() and X.dim() == 2 and X.shape[1] <= TRITON_MAX_D and X.stride(1) == 1
 
 
+triton = tl = None  # imported on first use: `import harness` stays free of triton's import time
+
+
 @functools.cache
 def _kernel():
+    # module globals, not locals: Triton resolves (and its interpreter patches) the kernel's
+    # names in the module's namespace
+    global triton, tl
     import triton
     import triton.language as tl
 
@@ -166,12 +170,12 @@ def _kernel():
         tl.store(dw_part + pid * BLOCK_D + cols, dw, mask=cmask)
         tl.store(db_part + pid, tl.sum(db, axis=0))
 
-    return triton, glm_grad
+    return glm_grad
 
 
 def triton_grad(X, y, w, b, link: Link, programs: int | None = None) -> dict[str, torch.Tensor]:
     """The one-pass gradient as one Triton kernel plus a sum over its programs' partials."""
-    triton, kernel = _kernel()
+    kernel = _kernel()
     n, d = X.shape
     block_d = triton.next_power_of_2(d)
     block_n = max(1, min(256, TRITON_TILE // block_d))
