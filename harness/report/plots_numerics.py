@@ -1,0 +1,135 @@
+"""Is the gradient right, and what do accumulation patterns cost: rel_err against the tolerance,
+and time and error per pattern."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from . import plotting as P
+from .data import Run
+from .plots_speed import dtype_rank, has_lines, sized
+from .summary import size_axes, sizes_text
+
+# rel_err can be exactly 0 (a float64 gradient summed in the reference's order); a log axis
+# cannot show 0, so exact results sit on this floor, below float64's unit roundoff 1.1e-16
+EXACT_FLOOR = 1e-17
+
+
+def agreement(run: Run, out: Path) -> P.Plot:
+    plot = P.Plot("agreement", "Relative error against the float64 reference")
+    df = sized(run, "rel_err")
+    if not has_lines(df):
+        plot.skipped = "needs rel_err at two sizes or more"
+        return plot
+    df = df.assign(shown=df["rel_err"].clip(lower=EXACT_FLOOR))
+    methods = P.methods_of(df)
+    problems = sorted(df["problem"].unique())
+    dtypes = sorted(df["dtype"].unique(), key=dtype_rank)
+    fig, axes = P.grid(len(problems), len(dtypes))
+    axis_of = size_axes(df)
+    for (r, c), ax in np.ndenumerate(axes):
+        p, d = problems[r], dtypes[c]
+        cell = df[(df["problem"] == p) & (df["dtype"] == d)]
+        if cell.empty:
+            ax.set_visible(False)
+            continue
+        for i, m in enumerate(methods):
+            s = cell[cell["method"] == m].groupby("size")["shown"].max().sort_index()
+            if s.empty:
+                continue
+            # methods often agree to the last bit: each is nudged sideways and drawn hollow, the
+            # first ones larger, so that none hides another
+            st = {**P.style(m, methods), "zorder": 2 + i}
+            ax.plot(
+                s.index * 1.1 ** (i - (len(methods) - 1) / 2),
+                s.values,
+                lw=1.2,
+                ms=9 - 1.5 * min(i, 3),
+                mfc="none",
+                mew=1.6,
+                **st,
+            )
+        tol = cell.groupby("size")["tol"].max().sort_index()
+        ax.step(tol.index, tol.values, where="mid", color="#b22222", lw=1.5, ls="--", label="tolerance (tol)")
+        bad = cell[cell["agree"].map(lambda a: a is False)]
+        ax.plot(bad["size"], bad["shown"], "x", color=P.BAD, ms=10, mew=2, zorder=5)
+        ax.set_yscale("log")
+        P.log_ticks(ax)
+        P.size_axis(ax, axis_of[p].label if p in axis_of else "size")
+        fixed = f", {axis_of[p].fixed}" if p in axis_of and axis_of[p].fixed else ""
+        ax.set_title(f"{p} · {d}{fixed}", fontsize=11)
+        ax.set_ylabel("normwise relative error")
+        ax.grid(True, which="major", alpha=0.3)
+    extra = [P.bad_marker()] if (df["agree"].map(lambda a: a is False)).any() else []
+    title = "Agreement: ‖g − g_ref‖ / ‖g_ref‖ against the float64 reference (worst per size; exact = 1e-17)"
+    plot.path = P.finish(fig, axes, out / "agreement.png", title, extra)
+    return plot
+
+
+def _pattern_key(spec: str) -> tuple:
+    name, _, k = spec.partition(":")
+    order = ("full", "zero", "microbatch", "uneven", "nozero", "retain")
+    return (order.index(name) if name in order else len(order), name, int(k) if k.isdigit() else 0)
+
+
+def accumulation(run: Run, out: Path) -> P.Plot:
+    """Per problem and dtype, at the largest size measured with more than one pattern: time per
+    step and rel_err of each pattern, methods side by side. rel_err of nozero:k and retain:k is
+    against k x the reference, which is what those patterns should give."""
+    plot = P.Plot("accumulation", "Accumulation patterns: time and error per pattern and k")
+    df = run.records
+    df = df[(df["mode"] == "gradient") & df["status"].isin(["ok", "mismatch"]) & df["time_median_s"].notna()]
+    panels = []
+    for (p, d), g in df.groupby(["problem", "dtype"]):
+        g = g.assign(sizes=[sizes_text(r) for _, r in g.iterrows()])
+        multi = g.groupby("sizes")["pattern"].nunique()
+        multi = multi[multi > 1]
+        if multi.empty:
+            continue
+        at = max(multi.index, key=lambda s: g[g["sizes"] == s][["n", "d", "h"]].fillna(1).prod(axis=1).max())
+        panels.append((p, d, at, g[g["sizes"] == at]))
+    if not panels:
+        plot.skipped = "needs two accumulation patterns of one problem at one size"
+        return plot
+    panels.sort(key=lambda x: (x[0], dtype_rank(x[1])))
+    methods = P.methods_of(df)
+    fig, axes = P.grid(len(panels), 2, panel=(5.6, 2.9))
+    for row, (p, d, at, g) in enumerate(panels):
+        patterns = sorted(g["pattern"].unique(), key=_pattern_key)
+        x = np.arange(len(patterns))
+        width = 0.8 / len(methods)
+        for i, m in enumerate(methods):
+            by = g[g["method"] == m].set_index("pattern")
+            t = [by["time_median_s"].get(pat, np.nan) for pat in patterns]
+            e = [max(by["rel_err"].get(pat, np.nan), EXACT_FLOOR) for pat in patterns]
+            st = P.style(m, methods)
+            offset = (i - (len(methods) - 1) / 2) * width
+            axes[row, 0].bar(x + offset, t, width, color=st["color"], label=m)
+            axes[row, 1].plot(x + offset, e, st["marker"], color=st["color"], ms=7, linestyle="none")
+            bad = [pat for pat in patterns if by["agree"].get(pat) is False]
+            for pat in bad:
+                axes[row, 1].plot(
+                    patterns.index(pat) + offset, e[patterns.index(pat)], "x", color=P.BAD, ms=12
+                )
+        tol = g.groupby("pattern")["tol"].max()
+        for j, pat in enumerate(patterns):
+            lab = "tolerance (tol)" if j == 0 else "_"
+            axes[row, 1].hlines(tol.get(pat, np.nan), j - 0.45, j + 0.45, color="#b22222", ls="--", label=lab)
+        for ax in axes[row]:
+            ax.set_xticks(x, patterns)
+            ax.set_yscale("log")
+            ax.grid(True, axis="y", alpha=0.3)
+        P.seconds_axis(axes[row, 0])
+        P.log_ticks(axes[row, 1])
+        axes[row, 0].set_ylabel("time per step")
+        axes[row, 1].set_ylabel("relative error")
+        axes[row, 0].set_title(f"{p} · {d} · {at}: time", fontsize=11)
+        axes[row, 1].set_title(f"{p} · {d} · {at}: rel_err", fontsize=11)
+    title = "Accumulation patterns: time per step and rel_err (nozero:k, retain:k against k × the reference)"
+    plot.path = P.finish(fig, axes, out / "accumulation.png", title)
+    return plot
+
+
+PLOTS = (agreement, accumulation)

@@ -1,0 +1,189 @@
+"""What a gradient costs, against size: time, ratio to manual, ratio to the forward pass, GB/s.
+
+Facets are problems (columns) by dtypes (rows); a line per method; sizes on a log axis. Only
+gradient-mode cells of the main pattern (`full`) are drawn: the accumulation plot compares patterns.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from . import plotting as P
+from .data import Run
+from .summary import main_pattern, size_axes, with_size
+
+# Griewank and Walther: reverse mode costs a small constant times the function, "often within
+# a factor of 5". Linear regression's gradient 2/N X^T (Xw - y) reads X twice where the loss
+# reads it once: about 2 (FIELD-NOTES, Cost).
+CHEAP_GRADIENT_BOUND = 5.0
+LINEAR_BOUND = 2.0
+LINEAR_PROBLEMS = ("linear", "linear1d", "linear1d_post")
+
+
+DTYPE_ORDER = ("float32", "float64", "bfloat16", "float16")
+
+
+def dtype_rank(dtype: str) -> tuple:
+    return (DTYPE_ORDER.index(dtype) if dtype in DTYPE_ORDER else len(DTYPE_ORDER), dtype)
+
+
+def sized(run: Run, column: str) -> pd.DataFrame:
+    """Measured cells of the main pattern that have a size and a finite `column`."""
+    df = with_size(main_pattern(run.records))
+    df = df[df["status"].isin(["ok", "mismatch"]) & df["size"].notna()]
+    return df[np.isfinite(df[column].astype(float))]
+
+
+def has_lines(df: pd.DataFrame) -> bool:
+    """At least one method has two sizes of one problem and dtype: something to draw a line through."""
+    if df.empty:
+        return False
+    return bool((df.groupby(["problem", "dtype", "method"])["size"].nunique() >= 2).any())
+
+
+def facets(df: pd.DataFrame):
+    """A figure with a panel per (problem, dtype): dtypes as rows, problems as columns when they fit."""
+    problems = sorted(df["problem"].unique())
+    dtypes = sorted(df["dtype"].unique(), key=dtype_rank)
+    pairs = [(p, d) for d in dtypes for p in problems if ((df["problem"] == p) & (df["dtype"] == d)).any()]
+    if len(problems) <= P.MAX_COLS:
+        fig, axes = P.grid(len(dtypes), len(problems))
+        where = {(p, d): axes[dtypes.index(d), problems.index(p)] for p, d in pairs}
+        for (r, c), ax in np.ndenumerate(axes):
+            if (problems[c], dtypes[r]) not in where:
+                ax.set_visible(False)
+    else:
+        rows, cols = P.wrap(len(pairs))
+        fig, axes = P.grid(rows, cols)
+        where = dict(zip(pairs, axes.flat))
+        P.hide_unused(axes, len(pairs))
+    axes_by_problem = size_axes(df)
+    for (p, d), ax in where.items():
+        axis = axes_by_problem.get(p)
+        fixed = f", {axis.fixed}" if axis and axis.fixed else ""
+        ax.set_title(f"{p} · {d}{fixed}", fontsize=11)
+        P.size_axis(ax, axis.label if axis else "size")
+        ax.grid(True, which="major", alpha=0.3)
+    return fig, axes, where
+
+
+def series(g: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    """Median of each column per size (cells that share a size, such as seeds, are pooled)."""
+    return g.groupby("size")[columns].median().sort_index()
+
+
+def time_vs_size(run: Run, out: Path) -> P.Plot:
+    plot = P.Plot("time_vs_size", "Time per gradient against size")
+    df = sized(run, "time_median_s")
+    if not has_lines(df):
+        plot.skipped = "needs one method measured at two sizes or more"
+        return plot
+    methods = P.methods_of(df)
+    fig, axes, where = facets(df)
+    for (p, d), ax in where.items():
+        cell = df[(df["problem"] == p) & (df["dtype"] == d)]
+        for m in methods:
+            s = series(cell[cell["method"] == m], ["time_median_s", "time_iqr_s", "time_min_s"])
+            if s.empty:
+                continue
+            # records keep the IQR, not the quartiles: median ± IQR/2, floored at the fastest sample
+            med, half = s["time_median_s"], s["time_iqr_s"] / 2
+            low = med - np.maximum(med - half, s["time_min_s"])
+            ax.errorbar(
+                s.index, med, yerr=[low.clip(lower=0), half], capsize=0, lw=1.6, ms=5, **P.style(m, methods)
+            )
+        bad = cell[cell["agree"].map(lambda a: a is False)]
+        ax.plot(bad["size"], bad["time_median_s"], "x", color=P.BAD, ms=10, mew=2, zorder=5)
+        ax.set_yscale("log")
+        P.seconds_axis(ax)
+        ax.set_ylabel("time per gradient (median)")
+    extra = [P.bad_marker()] if (df["agree"].map(lambda a: a is False)).any() else []
+    title = "Time per gradient against size (median over rounds; bars: interquartile range)"
+    plot.path = P.finish(fig, axes, out / "time_vs_size.png", title, extra)
+    return plot
+
+
+def overhead_vs_manual(run: Run, out: Path) -> P.Plot:
+    plot = P.Plot("overhead_vs_manual", "Overhead ratio to the manual gradient")
+    df = sized(run, "vs_manual")
+    df = df[df["method"] != "manual"]
+    if not has_lines(df):
+        plot.skipped = "needs a manual method and another method at two sizes or more"
+        return plot
+    methods = P.methods_of(df)
+    fig, axes, where = facets(df)
+    for (p, d), ax in where.items():
+        cell = df[(df["problem"] == p) & (df["dtype"] == d)]
+        for m in methods:
+            s = series(cell[cell["method"] == m], ["vs_manual", "vs_manual_lo", "vs_manual_hi"])
+            if s.empty:
+                continue
+            st = P.style(m, methods)
+            ax.plot(s.index, s["vs_manual"], lw=1.6, ms=5, **st)
+            ax.fill_between(
+                s.index, s["vs_manual_lo"], s["vs_manual_hi"], color=st["color"], alpha=0.18, lw=0
+            )
+        ax.axhline(1.0, color=P.COLORS["manual"], lw=1, ls="--", label="= manual")
+        ax.set_ylabel("time ÷ manual time (paired)")
+        P.ratio_axis(ax, [1.0, cell["vs_manual"], cell["vs_manual_lo"], cell["vs_manual_hi"]])
+    title = "Overhead of each method over the manual gradient (band: 95% interval of the paired ratio)"
+    plot.path = P.finish(fig, axes, out / "overhead_vs_manual.png", title)
+    return plot
+
+
+def cost_ratio(run: Run, out: Path) -> P.Plot:
+    plot = P.Plot("cost_ratio", "Cheap-gradient ratio: gradient time over forward time")
+    df = sized(run, "cost_ratio")
+    if not has_lines(df):
+        plot.skipped = "needs forward timings at two sizes or more"
+        return plot
+    methods = P.methods_of(df)
+    fig, axes, where = facets(df)
+    for (p, d), ax in where.items():
+        cell = df[(df["problem"] == p) & (df["dtype"] == d)]
+        for m in methods:
+            s = series(cell[cell["method"] == m], ["cost_ratio"])
+            if not s.empty:
+                ax.plot(s.index, s["cost_ratio"], lw=1.6, ms=5, **P.style(m, methods))
+        ax.axhline(CHEAP_GRADIENT_BOUND, color="#b22222", lw=1.3, ls="--", label="bound 5 (Griewank–Walther)")
+        if p in LINEAR_PROBLEMS:
+            ax.axhline(
+                LINEAR_BOUND, color="#555555", lw=1.3, ls=":", label="≈2: linear regression reads X twice"
+            )
+        ax.set_ylabel("gradient time ÷ forward time")
+        P.ratio_axis(ax, [1.0, CHEAP_GRADIENT_BOUND, cell["cost_ratio"]])
+    title = "Cheap-gradient ratio: time of a gradient over the loss alone (no_grad)"
+    plot.path = P.finish(fig, axes, out / "cost_ratio.png", title)
+    return plot
+
+
+def bandwidth(run: Run, out: Path) -> P.Plot:
+    plot = P.Plot("bandwidth", "Achieved bandwidth against size")
+    df = sized(run, "achieved_gbps")
+    if not has_lines(df):
+        plot.skipped = "needs achieved_gbps (problems with a byte floor) at two sizes or more"
+        return plot
+    peak = run.manifest.get("bandwidth_probe_gbps")
+    methods = P.methods_of(df)
+    fig, axes, where = facets(df)
+    for (p, d), ax in where.items():
+        cell = df[(df["problem"] == p) & (df["dtype"] == d)]
+        for m in methods:
+            s = series(cell[cell["method"] == m], ["achieved_gbps"])
+            if not s.empty:
+                ax.plot(s.index, s["achieved_gbps"], lw=1.6, ms=5, **P.style(m, methods))
+        if isinstance(peak, (int, float)) and peak > 0:
+            ax.axhline(peak, color="#b22222", lw=1.3, ls="--", label=f"measured peak {peak:.3g} GB/s")
+        ax.set_yscale("log")
+        P.log_ticks(ax)
+        ax.set_ylabel("GB/s (one-pass bytes ÷ time)")
+    note = "" if peak else " (no bandwidth probe in manifest.json)"
+    title = f"Achieved bandwidth: the least bytes any gradient must read, over its time{note}"
+    plot.path = P.finish(fig, axes, out / "bandwidth.png", title)
+    return plot
+
+
+PLOTS = (time_vs_size, overhead_vs_manual, cost_ratio, bandwidth)

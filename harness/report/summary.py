@@ -1,0 +1,315 @@
+"""Pandas summaries of a run's records: the size axis, the verdict, and the tables of a report.
+
+Everything here is derived from the records alone; nothing is stored that can be recomputed.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import pandas as pd
+
+from .data import FAILED
+
+SIZE_NAMES = ("n", "d", "h")
+TOP = 8  # rows of each verdict list; the full lists are in the tables below it
+HAND_WRITTEN = ("manual", "numpy")  # the methods whose overhead is not autograd's
+
+
+def is_autograd(method: str) -> bool:
+    try:
+        from ..methods import get_method
+
+        return not get_method(method).hand_written
+    except KeyError:  # a plugin method the report's process did not import
+        return method not in HAND_WRITTEN
+
+
+# -- formatting ----------------------------------------------------------------------------------
+
+
+def fmt_time(s: float | None) -> str:
+    if s is None or not math.isfinite(s):
+        return "—"
+    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("µs", 1e-6)):
+        if s >= scale:
+            return f"{s / scale:.3g} {unit}"
+    return f"{s / 1e-9:.3g} ns"
+
+
+def fmt_num(x, digits: int = 3) -> str:
+    if x is None or (isinstance(x, float) and not math.isfinite(x)):
+        return "—"
+    if isinstance(x, float) and x.is_integer() and abs(x) < 1e15:
+        return str(int(x))
+    return f"{x:.{digits}g}" if isinstance(x, float) else str(x)
+
+
+def fmt_ratio(r: pd.Series) -> str:
+    """'3.27x (3.24–3.35)': the paired ratio to manual with its 95% interval."""
+    if r.get("vs_manual") is None or not math.isfinite(r["vs_manual"]):
+        return "—"
+    text = f"{times(r['vs_manual'])}x"
+    lo, hi = r.get("vs_manual_lo"), r.get("vs_manual_hi")
+    if lo is not None and hi is not None and math.isfinite(lo) and math.isfinite(hi):
+        text += f" ({times(lo)}–{times(hi)})"
+    return text
+
+
+def times(x: float) -> str:
+    """A ratio with sensible digits: 1.54, 23.1, 2568."""
+    return f"{x:.2f}" if abs(x) < 10 else f"{x:.1f}" if abs(x) < 100 else f"{x:.0f}"
+
+
+def noise_text(r: pd.Series) -> str:
+    """'stable' or 'unstable (IQR 58%)'."""
+    med, iqr = r.get("time_median_s"), r.get("time_iqr_s")
+    if r.get("stable") is not False:
+        return "stable" if r.get("stable") is True else "—"
+    share = iqr / med if med and iqr == iqr else float("nan")
+    return f"unstable (IQR {share:.0%})" if share == share else "unstable"
+
+
+def sizes_text(r: pd.Series) -> str:
+    return " ".join(f"{s}={int(r[s])}" for s in SIZE_NAMES if pd.notna(r.get(s)))
+
+
+def cell_label(r: pd.Series, method: bool = True) -> str:
+    """'linear n=1000 d=8 float32 full autograd': a cell as a person names it."""
+    parts = [str(r["problem"]), sizes_text(r), str(r["dtype"]), str(r["pattern"])]
+    if r.get("mode") == "train":
+        parts.append("train")
+    if r.get("data") not in (None, "random"):
+        parts.append(f"data={r['data']}")
+    if method:
+        parts.append(str(r["method"]))
+    return " ".join(p for p in parts if p)
+
+
+# -- the size axis -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SizeAxis:
+    """How one problem's cells are placed on a size axis: `n`, or the product n·d(·h) where a size
+    other than n varies (then cells with one n but different d are not stacked on one x)."""
+
+    sizes: tuple[str, ...]  # multiplied together
+    fixed: str  # sizes that do not vary, for titles: "d=64"
+
+    @property
+    def label(self) -> str:
+        if self.sizes == ("n",):
+            return "n (samples)"
+        if self.sizes == ("n", "d"):
+            return "n·d (samples × features)"
+        return "·".join(self.sizes) + " (product of the sizes)"
+
+
+def size_axes(df: pd.DataFrame) -> dict[str, SizeAxis]:
+    axes = {}
+    for problem, g in df.groupby("problem"):
+        present = [s for s in SIZE_NAMES if g[s].notna().any()]
+        varying = [s for s in present if g[s].nunique() > 1]
+        if not present:
+            continue
+        sizes = ("n",) if varying in ([], ["n"]) and "n" in present else tuple(present)
+        fixed = " ".join(f"{s}={int(g[s].dropna().iloc[0])}" for s in present if s not in sizes)
+        axes[problem] = SizeAxis(sizes, fixed)
+    return axes
+
+
+def with_size(df: pd.DataFrame) -> pd.DataFrame:
+    """The records with a `size` column (NaN for problems without sizes, such as `scalar`)."""
+    df = df.copy()
+    df["size"] = math.nan
+    for problem, axis in size_axes(df).items():
+        rows = df["problem"] == problem
+        df.loc[rows, "size"] = df.loc[rows, list(axis.sizes)].prod(axis=1, min_count=len(axis.sizes))
+    return df
+
+
+def main_pattern(df: pd.DataFrame) -> pd.DataFrame:
+    """Gradient-mode rows of the plain pattern: `full` where a problem has it, else its first.
+
+    Size plots compare methods at one pattern; the accumulation plot compares the patterns.
+    """
+    g = df[df["mode"] == "gradient"]
+    keep = []
+    for _, rows in g.groupby("problem"):
+        patterns = list(rows["pattern"].unique())
+        chosen = "full" if "full" in patterns else sorted(patterns)[0]
+        keep.append(rows[rows["pattern"] == chosen])
+    return pd.concat(keep) if keep else g
+
+
+# -- the verdict ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Verdict:
+    """What a reader must know first: wrong gradients, big overheads, noisy timings, failures."""
+
+    counts: dict[str, int]
+    mismatches: pd.DataFrame
+    overheads: pd.DataFrame
+    unstable: pd.DataFrame
+    failed: pd.DataFrame
+
+    def sentences(self) -> list[str]:
+        total = sum(self.counts.values())
+        parts = ", ".join(f"{v} {k}" for k, v in sorted(self.counts.items(), key=lambda kv: -kv[1]))
+        out = [f"{plural(total, 'cell')}: {parts}."]
+        if len(self.mismatches):
+            verb = "disagrees" if len(self.mismatches) == 1 else "disagree"
+            out.append(f"**{plural(len(self.mismatches), 'cell')} {verb}** with the float64 reference.")
+        else:
+            out.append("Every measured gradient agrees with the float64 reference.")
+        if len(self.overheads):
+            top = self.overheads.iloc[0]
+            ratio = top["vs manual (95% CI)"]
+            out.append(f"Largest autograd overhead: {top['cell']}, {ratio} the manual time.")
+        if len(self.unstable):
+            out.append(f"{plural(len(self.unstable), 'timing')} unstable (IQR/median > 10%).")
+        if len(self.failed):
+            out.append(f"**{plural(len(self.failed), 'cell')} failed** (error, oom or timeout).")
+        return out
+
+
+def plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+def verdict(df: pd.DataFrame) -> Verdict:
+    counts = df["status"].value_counts().to_dict()
+    bad = df[df["agree"].map(lambda a: a is False)]
+    mismatches = pd.DataFrame(
+        {
+            "cell": [cell_label(r) for _, r in bad.iterrows()],
+            "rel_err": bad["rel_err"].map(fmt_num),
+            "tol": bad["tol"].map(lambda x: fmt_num(x, 2)),
+            "diagnosis": bad["diagnosis"].fillna(""),
+        }
+    )
+    over = df[df["method"].map(lambda m: m is not None and is_autograd(m)) & df["vs_manual"].notna()]
+    over = over.sort_values("vs_manual", ascending=False).head(TOP)
+    overheads = pd.DataFrame(
+        {
+            "cell": [cell_label(r) for _, r in over.iterrows()],
+            "vs manual (95% CI)": [fmt_ratio(r) for _, r in over.iterrows()],
+            "time": over["time_median_s"].map(fmt_time),
+            # a huge ratio from a noisy cell is a different finding from a steady one
+            "timing": [noise_text(r) for _, r in over.iterrows()],
+        }
+    )
+    unst = df[df["stable"].map(lambda s: s is False)].copy()
+    unst["noise"] = unst["time_iqr_s"] / unst["time_median_s"]
+    unst = unst.sort_values("noise", ascending=False)
+    unstable = pd.DataFrame(
+        {
+            "cell": [cell_label(r) for _, r in unst.iterrows()],
+            "median": unst["time_median_s"].map(fmt_time),
+            "IQR/median": unst["noise"].map(lambda x: f"{x:.0%}" if math.isfinite(x) else "—"),
+        }
+    )
+    fail = df[df["status"].isin(FAILED)]
+    failed = pd.DataFrame(
+        {
+            "cell": [cell_label(r) for _, r in fail.iterrows()],
+            "status": fail["status"],
+            "error": fail["error"].fillna("").map(lambda e: e if len(e) <= 160 else e[:157] + "..."),
+        }
+    )
+    return Verdict(counts, mismatches, overheads, unstable, failed)
+
+
+# -- tables --------------------------------------------------------------------------------------
+
+
+def key_table(df: pd.DataFrame) -> pd.DataFrame:
+    """Time of the manual gradient and every other method's paired ratio to it, per size.
+
+    One row per (problem, dtype, sizes) at the main pattern; the question the table answers is
+    "what does autograd cost me here?", so the ratio carries its 95% interval.
+    """
+    g = main_pattern(df)
+    g = g[g["status"].isin(["ok", "mismatch"])]
+    if g.empty:
+        return pd.DataFrame()
+    methods = [m for m in method_order(g["method"]) if m != "manual"]
+    rows = []
+    # sorted by problem, dtype, then n, d, h: sizes grow down the table
+    keys = ["problem", "dtype", "pattern", "data", "n", "d", "h"]
+    for _, cells in g.groupby(keys, dropna=False, sort=True):
+        first = cells.iloc[0]
+        by_method = {r["method"]: r for _, r in cells.iterrows()}
+        row = {"problem": first["problem"], "dtype": first["dtype"], "sizes": sizes_text(first)}
+        manual = by_method.get("manual")
+        row["manual time"] = fmt_time(manual["time_median_s"]) if manual is not None else "—"
+        for m in methods:
+            r = by_method.get(m)
+            if manual is not None:
+                row[f"{m} vs manual"] = fmt_ratio(r) if r is not None else ""
+            else:
+                row[f"{m} time"] = fmt_time(r["time_median_s"]) if r is not None else ""
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def agreement_table(df: pd.DataFrame) -> pd.DataFrame:
+    """Per problem, dtype and method: the worst rel_err against its tolerance (headroom < 1 passes)."""
+    g = df[df["rel_err"].notna()].copy()
+    if g.empty:
+        return pd.DataFrame()
+    g["headroom"] = g["rel_err"] / g["tol"]
+    rows = []
+    for (problem, dtype, method), cells in g.groupby(["problem", "dtype", "method"], sort=True):
+        worst = cells.loc[cells["headroom"].idxmax()] if cells["headroom"].notna().any() else cells.iloc[0]
+        agree = cells["agree"].map(lambda a: a is True).sum()
+        rows.append(
+            {
+                "problem": problem,
+                "dtype": dtype,
+                "method": method,
+                "agree": f"{agree}/{len(cells)}",
+                "worst rel_err": fmt_num(worst["rel_err"]),
+                "tol there": fmt_num(worst["tol"], 2),
+                "rel_err/tol": fmt_num(worst["headroom"], 2),
+                "at": f"{sizes_text(worst)} {worst['pattern']}".strip(),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def cells_table(df: pd.DataFrame) -> pd.DataFrame:
+    """Every cell, one line each: what the full-records appendix shows."""
+    out = pd.DataFrame(
+        {
+            "problem": df["problem"],
+            "mode": df["mode"],
+            "sizes": [sizes_text(r) for _, r in df.iterrows()],
+            "dtype": df["dtype"],
+            "pattern": df["pattern"],
+            "method": df["method"],
+            "status": df["status"],
+            "time": df["time_median_s"].map(fmt_time),
+            "IQR": df["time_iqr_s"].map(fmt_time),
+            "vs manual": [fmt_ratio(r) for _, r in df.iterrows()],
+            "grad/fwd": df["cost_ratio"].map(lambda x: fmt_num(x, 2)),
+            "rel_err": df["rel_err"].map(lambda x: fmt_num(x, 2)),
+            "tol": df["tol"].map(lambda x: fmt_num(x, 2)),
+            "worker": df["worker"].map(lambda w: "" if w is None or w != w else str(w)),
+        }
+    )
+    return out.sort_values(["problem", "mode", "dtype", "pattern", "method"], kind="stable")
+
+
+METHOD_ORDER = ("manual", "numpy", "autograd", "autograd_grad", "func", "compiled")
+
+
+def method_order(methods) -> list[str]:
+    """The run's methods, known ones in a fixed order (manual first: it is the baseline)."""
+    present = [m for m in pd.unique(pd.Series(list(methods)).dropna())]
+    known = [m for m in METHOD_ORDER if m in present]
+    return known + sorted(m for m in present if m not in known)
