@@ -67,6 +67,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def cmd_run(args) -> int:
+    with contextlib.suppress(ValueError):  # Ctrl-C stops a run cleanly even where a shell ignored it
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     config = load_config(args.config)
     ray_only = {"--address": args.address, "--num-gpus": args.num_gpus, "--workers": args.workers}
     for flag, value in ray_only.items():

@@ -1,0 +1,270 @@
+"""The gradbench command: exit codes, one-line errors, the seed post reproduced, resume after
+SIGKILL and Ctrl-C of a real process, repeatability."""
+
+import json
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import harness
+from harness.cli import main
+from harness.runs.config import expand, load_config
+from harness.runs.store import load_trajectories, read_jsonl
+
+ROOT = Path(__file__).resolve().parent.parent
+SEED = ROOT / "experiments/seed.yaml"
+TINY = "timing: {min_run_time_s: 0.005, rounds: 3}\n"
+
+
+def run_dir_of(out: Path) -> Path:
+    (run_dir,) = [p for p in out.iterdir() if p.is_dir() and not p.is_symlink()]
+    return run_dir
+
+
+@pytest.fixture(scope="module")
+def seed_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("seed")
+    assert main(["run", str(SEED), "--executor", "local", "--out", str(out)]) == 0
+    return run_dir_of(out)
+
+
+# --- bad input: exit 2, one line naming the file and the field, no traceback -----------------
+
+GOOD = "problems: {linear: {n: [8], d: [2]}}\n"
+BAD = [
+    ("missing file", None, "no such file"),
+    ("invalid yaml", "problems: [linear\n", "line 2: invalid YAML"),
+    ("unknown key", GOOD + "dtype: [float32]\n", "dtype: unknown key"),
+    ("unknown problem", "problems: {quadratic: {n: [8]}}\n", "problems.quadratic: unknown problem"),
+    ("unknown method", GOOD + "methods: [manual, symbolic]\n", "methods[1]: unknown method"),
+    ("unknown pattern", GOOD + "patterns: [microbatches:2]\n", "patterns[0]: unknown pattern"),
+    ("unknown dtype", GOOD + "dtypes: [float128]\n", "dtypes[0]: unknown dtype"),
+    ("zero size", "problems: {linear: {n: [0], d: [2]}}\n", "problems.linear.n: sizes must be >= 1, got 0"),
+    (
+        "negative size",
+        "problems: {linear: {n: [8], d: -1}}\n",
+        "problems.linear.d: sizes must be >= 1, got -1",
+    ),
+    ("microbatch:0", GOOD + "patterns: [microbatch:0]\n", "patterns[0]: pattern 'microbatch:0'"),
+    ("k > n", GOOD + "patterns: [uneven:9]\n", "problems.linear.n: uneven:9 needs k <= n, got n=8"),
+    ("empty grid", "problems: {scalar: {}}\npatterns: [microbatch:2]\n", "problems: empty grid"),
+    ("plugin missing", GOOD + "plugins: [gone.py]\n", "plugins[0]:"),
+    ("plugin not importing", GOOD + "plugins: [bad.py]\n", "plugins[0]:"),
+    ("python tag", "problems: !!python/object/apply:os.getcwd []\n", "line 1: invalid YAML"),
+]
+
+
+@pytest.mark.parametrize(("case", "text", "words"), BAD, ids=[b[0] for b in BAD])
+def test_bad_config_exits_2_with_one_line(tmp_path, capsys, case, text, words):
+    path = tmp_path / "x.yaml"
+    if text is not None:
+        path.write_text(text)
+    (tmp_path / "bad.py").write_text("import not_a_module_anywhere\n")
+    assert main(["run", str(path), "--out", str(tmp_path / "results")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert f"{path}: {words}" in err, err
+    assert not (tmp_path / "results").exists()
+
+
+def test_unwritable_output_directory_exits_2(tmp_path, capsys):
+    (tmp_path / "file").write_text("not a directory")
+    config = tmp_path / "x.yaml"
+    config.write_text(GOOD)
+    assert main(["run", str(config), "--out", str(tmp_path / "file/results")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"--out {tmp_path}/file/results: cannot write" in err
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["--resume", "nowhere"], "--resume nowhere: nowhere: not a run directory"),
+        (["--num-gpus", "4"], "--num-gpus: only with --executor ray"),
+    ],
+)
+def test_bad_arguments_exit_2(tmp_path, capsys, args, words):
+    config = tmp_path / "x.yaml"
+    config.write_text(GOOD)
+    assert main(["run", str(config), *args]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and words in err
+
+
+def test_report_and_compare_of_a_missing_run_exit_2(tmp_path, capsys):
+    assert main(["report", str(tmp_path / "none")]) == 2
+    assert main(["compare", str(tmp_path), str(tmp_path)]) == 2
+    assert "not a run directory" in capsys.readouterr().err
+
+
+# --- the seed post ---------------------------------------------------------------------------
+
+
+def by_problem(frame, problem, method):
+    (row,) = frame[(frame["problem"] == problem) & (frame["method"] == method)].to_dict("records")
+    return row
+
+
+def test_seed_reproduces_the_post(seed_run):
+    frame = harness.load(seed_run)
+    assert len(frame) == 13 and frame["cell_id"].is_unique
+    for method in ("manual", "autograd"):
+        assert by_problem(frame, "chain", method)["grad_preview"] == [6.0, 6.0, 6.0]
+        vjp = by_problem(frame, "vjp", method)
+        assert vjp["output_preview"] == pytest.approx([2252.8] * 3, rel=1e-6)
+        assert vjp["grad_preview"] == pytest.approx([204.8, 2048.0, 0.2048], rel=1e-6)
+        weights = by_problem(frame, "weightsum", method)
+        assert weights["final_params"] == pytest.approx([0.1] * 4) and weights["final_loss"] == pytest.approx(
+            4.8
+        )
+    steps = load_trajectories(seed_run).merge(frame[["cell_id", "problem", "method"]], on="cell_id")
+
+    def trajectory(problem, method):
+        return steps[(steps["problem"] == problem) & (steps["method"] == method)].sort_values("step")
+
+    # the 0-d loop: loss 1.0, then 0.9604; the post's loop prints every 10th from step 1
+    loss = trajectory("scalar", "autograd")["loss"].tolist()
+    assert [round(x, 4) for x in loss[:2]] == [1.0, 0.9604]
+    assert [round(x, 4) for x in loss[1:92:10]] == [
+        0.9604, 0.6412, 0.4281, 0.2858, 0.1908, 0.1274, 0.0850, 0.0568, 0.0379, 0.0253,
+    ]  # fmt: skip
+    # the post's numpy descent: epochs 1, 3, ..., 11 print w after the update
+    w = [p[0] for p in trajectory("linear1d_post", "numpy")["params"]]
+    assert [round(x, 3) for x in w[0:11:2]] == [1.200, 1.872, 1.980, 1.997, 1.999, 2.000]
+    numpy = by_problem(frame, "linear1d_post", "numpy")
+    assert numpy["status"] == "mismatch" and numpy["diagnosis"].startswith("4.000x the reference")
+    # the autograd descent: epochs 1, 11, ..., 41
+    autograd = trajectory("linear1d", "autograd")
+    assert [round(p[0], 3) for p in autograd["params"][0:41:10]] == [0.300, 1.665, 1.934, 1.987, 1.997]
+    # printed with 8 decimals: 0.00006770 is 6.7705e-05 rounded, so compare as the post printed
+    losses = [round(x, 8) for x in autograd["loss"][0:41:10]]
+    assert losses == [30.0, 1.16278565, 0.04506890, 0.00174685, 0.00006770]
+
+
+def test_seed_run_directory(seed_run):
+    manifest = json.loads((seed_run / "manifest.json").read_text())
+    assert manifest["run"]["config_name"] == "seed" and manifest["run"]["cells"] == 13
+    assert manifest["status_counts"] == {"ok": 12, "mismatch": 1} and manifest["versions"]["torch"]
+    assert (seed_run / "records.parquet").exists() and (seed_run / "trajectories.parquet").exists()
+    assert (seed_run.parent / "latest").resolve() == seed_run.resolve()
+
+
+def test_strict_exits_1_on_the_posts_mismatch_and_resume_of_a_done_run_runs_nothing(seed_run, capsys):
+    before = read_jsonl(seed_run / "records.jsonl")
+    assert main(["run", str(SEED), "--resume", str(seed_run), "--strict"]) == 1
+    assert "0 of 13 cells to run" in capsys.readouterr().err
+    assert read_jsonl(seed_run / "records.jsonl") == before
+
+
+def test_resume_with_another_config_exits_2(seed_run, tmp_path, capsys):
+    other = tmp_path / "seed.yaml"
+    other.write_text(SEED.read_text().replace("seed: 0", "seed: 7"))
+    (tmp_path / "plugins").mkdir()
+    (tmp_path / "plugins/post_numpy.py").write_text((ROOT / "experiments/plugins/post_numpy.py").read_text())
+    assert main(["run", str(other), "--resume", str(seed_run)]) == 2
+    assert "is not the run's" in capsys.readouterr().err
+
+
+def test_report_and_compare_of_a_run_with_itself(seed_run, capsys):
+    assert main(["report", str(seed_run)]) == 0
+    assert main(["compare", str(seed_run), str(seed_run)]) == 0
+
+
+def test_dry_run_lists_cells_and_skips_and_runs_nothing(tmp_path, capsys):
+    assert main(["run", str(SEED), "--dry-run", "--device", "cuda", "--out", str(tmp_path / "r")]) == 0
+    out = capsys.readouterr().out
+    assert "12 cells to run in 6 families; 1 combinations skipped" in out
+    assert "linear1d_post n=4 float32 full train steps=20 lr=0.01 numpy: numpy runs on the CPU only" in out
+    assert not (tmp_path / "r").exists()
+
+
+def test_list(capsys):
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    for words in ("linear ", "n, d; random", "autograd_grad", "microbatch:k", "bfloat16", "quick.yaml"):
+        assert words in out
+
+
+def test_the_same_config_twice_gives_the_same_cells_and_agreement(tmp_path):
+    config = tmp_path / "twice.yaml"
+    config.write_text(
+        "problems: {linear: {n: [64], d: [3]}, mlp: {n: [32], d: [2], h: [4]}}\n"
+        "methods: [manual, autograd, func]\npatterns: [full, microbatch:2, nozero:2]\n" + TINY
+    )
+    frames = []
+    for out in ("a", "b"):
+        assert main(["run", str(config), "--out", str(tmp_path / out)]) == 0
+        frames.append(harness.load(run_dir_of(tmp_path / out)).sort_values("cell_id").reset_index(drop=True))
+    a, b = frames
+    same = ["cell_id", "seed", "rel_err", "max_abs_err", "scale", "f64_rel_err", "agree", "grad_preview"]
+    assert len(a) == 18 and a[same].equals(b[same])
+
+
+# --- stopping a real process, and resuming it --------------------------------------------------
+
+SLOW = (
+    "name: slow\nproblems: {linear: {n: [2000], d: [8, 16]}}\nmethods: [manual, autograd]\n"
+    "patterns: [full, nozero:2]\ndtypes: [float32, float64]\ntiming: {min_run_time_s: 0.15, rounds: 3}\n"
+)
+
+
+def start_and_stop(tmp_path: Path, sig: int) -> tuple[subprocess.Popen, Path, Path, list[dict]]:
+    """Start `gradbench run` on a slow config, and send `sig` once two families are recorded."""
+    config = tmp_path / "slow.yaml"
+    config.write_text(SLOW)
+    out = tmp_path / "results"
+    cmd = [sys.executable, "-m", "harness.cli", "run", str(config), "--out", str(out)]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        records = list(out.glob("*/records.jsonl"))
+        if records and len(read_jsonl(records[0])) >= 4:
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, proc.communicate()
+    proc.send_signal(sig)
+    proc.wait(timeout=60)
+    run_dir = run_dir_of(out)
+    return proc, config, run_dir, read_jsonl(run_dir / "records.jsonl")
+
+
+def check_resumed(config: Path, run_dir: Path, early: list[dict]) -> None:
+    lines = read_jsonl(run_dir / "records.jsonl")
+    ids = [r["cell_id"] for r in lines]
+    assert len(ids) == len(set(ids)), "a finished cell ran twice"
+    assert set(ids) == {c.cell_id for c in expand(load_config(config)).cells}
+    later = {r["cell_id"]: r for r in lines}
+    assert all(later[r["cell_id"]]["started_at"] == r["started_at"] for r in early)
+    assert len(harness.load(run_dir)) == 16
+
+
+@pytest.mark.slow
+def test_sigkill_halfway_then_resume(tmp_path, capsys):
+    proc, config, run_dir, early = start_and_stop(tmp_path, signal.SIGKILL)
+    assert proc.returncode == -signal.SIGKILL
+    assert 4 <= len(early) < 16 and not (run_dir / "records.parquet").exists()
+    assert len(harness.load(run_dir)) == len(early)  # a killed run reads as far as it got
+    assert main(["run", str(config), "--resume", str(run_dir)]) == 0
+    assert f"{16 - len(early)} of 16 cells to run" in capsys.readouterr().err
+    check_resumed(config, run_dir, early)
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_cleanly_then_resume(tmp_path):
+    proc, config, run_dir, early = start_and_stop(tmp_path, signal.SIGINT)
+    err = proc.stderr.read()
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and 4 <= len(early) < 16
+    assert len(harness.load(run_dir)) == len(early) and (run_dir / "records.parquet").exists()
+    assert json.loads((run_dir / "manifest.json").read_text())["interrupted"] is True
+    command = shlex.split(err.strip().splitlines()[-1])
+    assert command == ["gradbench", "run", str(config), "--resume", str(run_dir)]
+    assert main(command[1:]) == 0
+    check_resumed(config, run_dir, early)
+    assert os.path.getmtime(run_dir / "records.parquet") >= os.path.getmtime(run_dir / "records.jsonl")
