@@ -12,6 +12,8 @@ import contextlib
 import shlex
 import signal
 import sys
+from dataclasses import asdict
+from datetime import datetime, timezone
 from pathlib import Path
 
 from .runs.config import ConfigError, Grid, expand, load_config
@@ -82,7 +84,10 @@ def cmd_run(args) -> int:
 
     executor = _make_executor(args, config)
     try:
-        device = args.device or getattr(executor, "device", None) or _default_device()
+        try:  # a Ray executor finds its device by starting its workers
+            device = args.device or getattr(executor, "device", None) or _default_device()
+        except ConnectionError as exc:
+            raise BadInput(f"--address {args.address}: cannot connect: {exc}") from None
         grid = expand(config, device)
         if store is None:
             store = _create_store(args, config, grid, executor, device)
@@ -94,7 +99,7 @@ def cmd_run(args) -> int:
     finally:
         executor.close()
 
-    with _sigint_ignored():  # a second Ctrl-C must not tear the parquet files
+    with _sigint_held(then_raise=False):  # a second Ctrl-C must not tear the parquet files
         records = store.finish()
         counts = records["status"].value_counts().to_dict() if len(records) else {}
         store.update_manifest(finished_at=_now(), interrupted=interrupted, status_counts=counts)
@@ -112,8 +117,6 @@ def _default_device() -> str:
 
 
 def _now() -> str:
-    from datetime import datetime, timezone
-
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
@@ -151,7 +154,10 @@ def _make_executor(args, config):
     )
     if config.plugin_files:  # workers in other processes import them too
         options["plugins"] = [str(p) for p in config.plugin_files]
-    return RayExecutor(**options)
+    try:
+        return RayExecutor(**options)
+    except ValueError as exc:  # flags that contradict each other
+        raise BadInput(f"--executor ray: {exc}") from None
 
 
 def _create_store(args, config, grid: Grid, executor, device: str) -> RunStore:
@@ -168,7 +174,10 @@ def _create_store(args, config, grid: Grid, executor, device: str) -> RunStore:
         "families": len(grid.families),
         "skipped": len(grid.skipped),
     }
-    skipped = [{"cell_id": c.cell_id, **_cell_fields(c), "reason": why} for c, why in grid.skipped]
+    skipped = [
+        {"cell_id": c.cell_id, **{k: v for k, v in asdict(c).items() if v is not None}, "reason": why}
+        for c, why in grid.skipped
+    ]
     describe = getattr(executor, "describe", None)
     info = {**manifest(), "run": run, "executor": describe() if describe else {}, "skipped": skipped}
     try:
@@ -178,12 +187,6 @@ def _create_store(args, config, grid: Grid, executor, device: str) -> RunStore:
         raise BadInput(f"--out {args.out}: cannot write a run directory there: {why}") from None
 
 
-def _cell_fields(cell) -> dict:
-    from dataclasses import asdict
-
-    return {k: v for k, v in asdict(cell).items() if v is not None}
-
-
 def _execute(executor, store: RunStore, families, config) -> bool:
     """Run the families, appending each one's records as it finishes; True if Ctrl-C stopped it."""
     progress = _progress()
@@ -191,7 +194,7 @@ def _execute(executor, store: RunStore, families, config) -> bool:
     with progress:
 
         def on_records(records: list[dict]) -> None:
-            with _sigint_deferred():  # a record is written whole or not at all
+            with _sigint_held(then_raise=True):  # a record is written whole or not at all
                 store.append(records)
             failed = sum(r["status"] != "ok" for r in records)
             progress.update(task, advance=len(records), failed=progress.tasks[0].fields["failed"] + failed)
@@ -204,33 +207,20 @@ def _execute(executor, store: RunStore, families, config) -> bool:
 
 
 @contextlib.contextmanager
-def _sigint_deferred():
-    """Hold Ctrl-C until the block ends, then raise it."""
+def _sigint_held(then_raise: bool):
+    """Hold Ctrl-C while the block runs; afterwards raise it (then_raise) or drop it."""
     caught = []
     try:
         previous = signal.signal(signal.SIGINT, lambda *_: caught.append(True))
-    except ValueError:  # not the main thread: nothing to defer
+    except ValueError:  # not the main thread: signals are not ours to hold
         yield
         return
     try:
         yield
     finally:
         signal.signal(signal.SIGINT, previous)
-        if caught:
+        if caught and then_raise:
             raise KeyboardInterrupt
-
-
-@contextlib.contextmanager
-def _sigint_ignored():
-    try:
-        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    except ValueError:
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
 
 
 def _resume_command(args, run_dir: Path) -> str:
