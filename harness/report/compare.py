@@ -179,8 +179,8 @@ def compare_runs(
 ) -> Comparison:
     """Compare NEW against BASE. Writes compare-<base>.md and compare-<base>.png into `out`
     (default: the NEW run directory); `.regressions` non-empty means exit 1."""
-    if threshold <= 1:
-        raise ValueError(f"threshold must be above 1 (a ratio new/base), got {threshold}")
+    if not threshold > 0:
+        raise ValueError(f"threshold must be a ratio new/base above 0, got {threshold}")
     b = base if isinstance(base, Run) else read_run(base)
     n = new if isinstance(new, Run) else read_run(new)
     ids_b, ids_n = set(b.records["cell_id"]), set(n.records["cell_id"])

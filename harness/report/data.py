@@ -70,11 +70,19 @@ class Run:
         return str(ids[0]) if len(ids) else self.path.name
 
 
-def _read_records(run_dir: Path) -> pd.DataFrame:
-    if importlib.util.find_spec("harness.runs.store") is not None:
-        from .. import load
+def _store():
+    """The run store module, or None in a checkout without it (then the files are read here)."""
+    if importlib.util.find_spec("harness.runs.store") is None:
+        return None
+    from ..runs import store
 
-        return load(run_dir)
+    return store
+
+
+def _read_records(run_dir: Path) -> pd.DataFrame:
+    store = _store()
+    if store is not None:
+        return store.load(run_dir)
     if (run_dir / "records.parquet").exists():
         return pd.read_parquet(run_dir / "records.parquet")
     jsonl = run_dir / "records.jsonl"
@@ -108,10 +116,13 @@ def normalize(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def _read_trajectories(run_dir: Path, records: pd.DataFrame) -> pd.DataFrame:
+    store = _store()
+    if store is not None and hasattr(store, "load_trajectories"):
+        return store.load_trajectories(run_dir)
     path = run_dir / "trajectories.parquet"
     if path.exists():
         return pd.read_parquet(path)
-    # a run still going has no parquet yet; its jsonl records may carry the trajectory inline
+    # records that still carry their trajectory inline (as run_family returns them)
     if "trajectory" in records:
         rows = [row for t in records["trajectory"].dropna() for row in t]
         if rows:

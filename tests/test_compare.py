@@ -1,0 +1,169 @@
+"""compare_runs as a regression gate: a run against itself passes; a method made slower on
+purpose fails and is named; noise alone never fails; a gradient that turns wrong does."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from test_report import FAST, family, write_run  # the run-directory helpers of the report tests
+
+from harness import Cell, register_method, run_family
+from harness.methods import _METHODS, Autograd, AutogradStepper
+from harness.report import compare_runs
+from harness.report.compare import ratio_bounds
+
+TIMES = ("time_median_s", "time_iqr_s", "time_min_s", "time_mean_s")
+SIZES = ((256, 4), (2048, 8))
+
+
+def base_records() -> list[dict]:
+    """Real records with their IQR capped at 5% of the median: the machine running the tests may
+    be busy, and what these tests check is the gate's arithmetic; the noise test sets its own."""
+    records = [r for n, d in SIZES for r in family("linear", n=n, d=d)]
+    for r in records:
+        r["time_iqr_s"] = min(r["time_iqr_s"], 0.05 * r["time_median_s"])
+    return records
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory) -> Path:
+    return write_run(tmp_path_factory.mktemp("runs") / "base", base_records())
+
+
+def altered(base: Path, dest: Path, change) -> Path:
+    """A copy of a run whose records pass through `change(record) -> record`."""
+    return write_run(dest, [change(r) for r in records_of(base)])
+
+
+def records_of(run: Path) -> list[dict]:
+    return [json.loads(line) for line in (run / "records.jsonl").read_text().splitlines()]
+
+
+def scaled(method: str, factor: float):
+    def change(r):
+        if r["method"] == method:
+            r.update({c: r[c] * factor for c in TIMES})
+        return r
+
+    return change
+
+
+def test_a_run_against_itself_has_no_regressions(base, tmp_path):
+    result = compare_runs(base, base, out=tmp_path)
+    assert result.regressions == [] and result.exit_code == 0
+    assert "No regressions." in result.text
+    assert (result.table["ratio"] == 1.0).all() and len(result.table) == 3 * len(SIZES)
+    assert result.plot is not None and result.plot.read_bytes().startswith(b"\x89PNG")
+    assert result.markdown is not None and "No regressions." in result.markdown.read_text()
+
+
+def test_a_method_made_three_times_slower_is_named(base, tmp_path):
+    new = altered(base, tmp_path / "slow-autograd", scaled("autograd", 3.0))
+    result = compare_runs(base, new)
+    autograd = pd.read_parquet(base / "records.parquet").query("method == 'autograd'")
+    assert result.exit_code == 1
+    assert {r["cell_id"] for r in result.regressions} == set(autograd["cell_id"])
+    assert {r["kind"] for r in result.regressions} == {"time"}
+    for r in result.regressions:
+        assert r["cell"].endswith(" autograd") and r["detail"].startswith("3.00x")
+        assert r["cell"] in result.text
+    assert f"REGRESSIONS: {len(SIZES)} ({len(SIZES)} time)" in result.text
+    assert result.plot == new / "compare-base.png" and result.plot.exists()
+
+
+def test_a_slower_ratio_within_noise_is_not_a_regression(base, tmp_path):
+    def noisy(r):
+        if r["method"] == "func":
+            r["time_median_s"] *= 1.3
+            r["time_iqr_s"] = r["time_median_s"]  # spread as wide as the time itself
+        return r
+
+    result = compare_runs(base, altered(base, tmp_path / "noisy", noisy))
+    assert result.regressions == []
+    func = result.table[result.table["method"] == "func"]
+    assert (func["ratio"] > 1.29).all() and (func["lower"] < 1.10).all()
+
+
+def test_ratio_bounds_by_hand():
+    # base 100 ± IQR 10, new 130 ± IQR 10: lower (130 - 5) / (100 + 5) = 1.19
+    ratio, lower, upper = ratio_bounds(100.0, 10.0, 130.0, 10.0)
+    assert (
+        ratio == pytest.approx(1.3) and lower == pytest.approx(125 / 105) and upper == pytest.approx(135 / 95)
+    )
+    # IQR 40 on both: (130 - 20) / (100 + 20) = 0.917, under any threshold above 1
+    assert ratio_bounds(100.0, 40.0, 130.0, 40.0)[1] == pytest.approx(110 / 120)
+    assert all(x != x for x in ratio_bounds(None, None, 1.0, 0.1))  # a failed cell: NaN, not a crash
+
+
+def test_a_gradient_that_turns_wrong_or_a_cell_that_fails_is_a_regression(base, tmp_path):
+    records = pd.read_parquet(base / "records.parquet")
+    wrong_id, failed_id = records["cell_id"].iloc[0], records["cell_id"].iloc[4]
+
+    def change(r):
+        if r["cell_id"] == wrong_id:
+            r.update(agree=False, status="mismatch", rel_err=1.0, diagnosis="2.000x the reference: ...?")
+        if r["cell_id"] == failed_id:
+            r.update({c: None for c in (*TIMES, "vs_manual", "rel_err", "agree")})
+            r.update(status="error", error="RuntimeError: boom")
+        return r
+
+    result = compare_runs(base, altered(base, tmp_path / "broken", change))
+    kinds = {r["cell_id"]: r["kind"] for r in result.regressions}
+    assert kinds == {wrong_id: "agreement", failed_id: "status"}
+    changes = " ".join(result.changes["change"])
+    assert "agree True → False" in changes and "status ok → error" in changes and "rel_err" in changes
+
+
+def test_cells_missing_from_one_run_are_counted(base, tmp_path):
+    new = write_run(tmp_path / "fewer", [r for r in records_of(base) if r["n"] == SIZES[0][0]])
+    result = compare_runs(base, new)
+    assert result.regressions == [] and len(result.only_base) == 3 and result.only_new == []
+    assert "3 only in base" in result.text
+
+
+# -- end to end: a method that really is slower -----------------------------------------------------
+
+DELAY = {"s": 0.0}
+
+
+class SleepyStepper(AutogradStepper):
+    def accumulate(self, batch, weight=1.0):
+        time.sleep(DELAY["s"])
+        super().accumulate(batch, weight)
+
+
+class Sleepy(Autograd):
+    """autograd plus a sleep: a method made slower on purpose between two runs."""
+
+    name = "test_sleepy_autograd"
+
+    def stepper(self, problem, params, data):
+        return SleepyStepper(problem, params, data)
+
+
+@pytest.fixture
+def sleepy():
+    """Registered for this test only: tests that walk every registered method must not meet it."""
+    register_method(Sleepy)
+    yield
+    _METHODS.pop(Sleepy.name, None)
+
+
+def test_a_plugin_method_that_sleeps_is_caught_end_to_end(tmp_path, sleepy):
+    # the sleepy method alone: a cell that did not change can still drift between two runs on a
+    # busy machine (what paired ratios within a run are for); this test is about the one that did
+    cells = [Cell("linear", "test_sleepy_autograd", n=256, d=4)]
+    DELAY["s"] = 0.0
+    base = write_run(tmp_path / "before", run_family(cells, timing=FAST))
+    DELAY["s"] = 0.002  # 2 ms on a gradient of tens of microseconds
+    try:
+        new = write_run(tmp_path / "after", run_family(cells, timing=FAST))
+    finally:
+        DELAY["s"] = 0.0
+    result = compare_runs(base, new)
+    assert [r["cell_id"] for r in result.regressions] == [cells[0].cell_id]
+    assert "linear n=256 d=4 float32 full test_sleepy_autograd" in result.text
