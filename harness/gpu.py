@@ -7,14 +7,16 @@ for the bandwidth, a large buffer zeroed to evict the caches), and says so in wh
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable, Iterable
 
 import torch
 
 FLUSH_BYTES = 256 * 2**20  # what triton's do_bench zeroes between reps: above any L2 (H100: 50 MB)
-# per buffer of the bandwidth probe: far above any cache (20x an H100's L2; 8x a 32 MiB L3)
-PROBE_BYTES = {"cuda": 1024 * 2**20, "cpu": 256 * 2**20}
+# per buffer of the bandwidth probe: far above the caches (20x an H100's L2; 2x a 32 MiB L3, where
+# 256 MiB took 1.7 to 4 s on the 2-core CPU under load, too long for every run's manifest)
+PROBE_BYTES = {"cuda": 1024 * 2**20, "cpu": 64 * 2**20}
 PROBE_REPS = 5
 
 WARM_DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
@@ -110,8 +112,9 @@ def bandwidth_probe_gbps(
     return 2 * n * 4 / best / 1e9
 
 
+@functools.cache
 def bandwidth_probe(device: str | torch.device, nbytes: int | None = None) -> dict:
-    """The probe as manifest fields, naming what was measured."""
+    """The probe as manifest fields, naming what was measured; once per process and device."""
     device = torch.device(device)
     nbytes = nbytes or PROBE_BYTES.get(device.type, PROBE_BYTES["cpu"])
     kind = "cuda device-to-device copy" if device.type == "cuda" else "cpu host memory copy"

@@ -6,7 +6,7 @@ import time
 import pytest
 import torch
 
-from harness import gpu
+from harness import Cell, TimingOptions, gpu, run_family
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 
@@ -89,3 +89,18 @@ def test_l2_flush_makes_a_cached_read_slower():
     warm = sorted(gpu.flushed_call_times(read, 20, lambda: None, "cuda"))[10]
     cold = sorted(gpu.flushed_call_times(read, 20, flush, "cuda"))[10]
     assert cold > warm
+
+
+@pytest.mark.skipif(
+    "flush_l2" not in TimingOptions.__dataclass_fields__, reason="measure.py has no flush_l2 yet"
+)
+def test_run_family_times_cold_calls_with_flush_l2():
+    from harness.measure import FLUSHED_CALLS
+
+    cells = [Cell(problem="linear", method=m, n=1000, d=16) for m in ("manual", "fused")]
+    timing = TimingOptions(min_run_time_s=0.003, rounds=3, warmup=2, flush_l2=True)
+    for r in run_family(cells, timing=timing):
+        assert r["status"] == "ok"
+        assert r["samples"] == 3
+        assert 1 <= r["inner"] <= FLUSHED_CALLS
+        assert r["time_median_s"] < 0.01  # the 256 MB flush (~20 ms on a CPU) is not in the time
