@@ -53,13 +53,12 @@ def block_rows(d: int, itemsize: int, device: torch.device) -> int:
     return max(MIN_BLOCK_ROWS, budget // max(1, d * itemsize))
 
 
-def _block(Xb, yb, w, b, link: Link, s: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """(X^T g, g) of one block of rows: two reads of Xb, the second from cache."""
+def _residual(Xb, yb, w, b, link: Link, s: float) -> torch.Tensor:
+    """g of one block of rows: the first read of Xb, from memory."""
     gb = torch.addmv(b, Xb, w)  # z
     if link.sigmoid:
         gb.sigmoid_()
-    gb.sub_(yb).mul_(s)  # s before the long sums, as the manual gradient does: float16 stays finite
-    return Xb.T @ gb, gb
+    return gb.sub_(yb).mul_(s)  # s before the long sums, as the manual gradient does: float16 stays finite
 
 
 def blocked_grad(X, y, w, b, link: Link, rows: int | None = None) -> dict[str, torch.Tensor]:
@@ -68,16 +67,20 @@ def blocked_grad(X, y, w, b, link: Link, rows: int | None = None) -> dict[str, t
     rows = rows or block_rows(d, X.element_size(), X.device)
     s = link.numerator / n
     if n <= rows:  # X fits in one block: the eager formula already reads it once from memory
-        dw, g = _block(X, y, w, b, link, s)
-        return {"w": dw, "b": g.sum().reshape(1)}
+        g = _residual(X, y, w, b, link, s)
+        return {"w": X.T @ g, "b": g.sum().reshape(1)}
     # float16 and bfloat16 sum the blocks in float32: n/rows roundings of partial sums in the
     # low dtype would add up to more than eager's one
     acc_dtype = torch.float32 if X.dtype in LOW_PRECISION else X.dtype
     dw = torch.zeros(d, dtype=acc_dtype, device=X.device)
     db = torch.zeros((), dtype=acc_dtype, device=X.device)
     for Xb, yb in zip(X.split(rows), y.split(rows)):
-        dwb, gb = _block(Xb, yb, w, b, link, s)
-        dw.add_(dwb)
+        gb = _residual(Xb, yb, w, b, link, s)
+        # X^T g of the block: the second read of Xb, from cache
+        if acc_dtype == X.dtype:
+            dw.addmv_(Xb.T, gb)
+        else:
+            dw.add_(Xb.T @ gb)
         db.add_(gb.sum(dtype=acc_dtype))
     return {"w": dw.to(X.dtype), "b": db.to(X.dtype).reshape(1)}
 
