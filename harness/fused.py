@@ -144,11 +144,13 @@ def _kernel():
 
     @triton.jit
     def glm_grad(
-        X, y, w, b, dw_part, db_part, n, d, stride_n, s,
+        X, y, w, b, dw_part, db_part, n, d, stride_n,
         SIGMOID: tl.constexpr, ACC_F64: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
     ):  # fmt: skip
         # each program strides over tiles of rows; per tile, X is loaded once and used twice:
-        # z = x w + b, then dw += x^T g; partial sums go to its row of dw_part
+        # z = x w + b, then dw += x^T link(z, y); unscaled partial sums go to its row of dw_part
+        # (the sums are float32 or float64, so s = numerator / n can wait until the end, in the
+        # accumulation dtype: a Python float argument would reach the kernel as float32)
         acc_t = tl.float64 if ACC_F64 else tl.float32
         pid = tl.program_id(0)
         cols = tl.arange(0, BLOCK_D)
@@ -160,14 +162,14 @@ def _kernel():
         for start in range(pid * BLOCK_N, n, tl.num_programs(0) * BLOCK_N):
             rows = start + tl.arange(0, BLOCK_N)
             rmask = rows < n
-            x = tl.load(
-                X + rows[:, None] * stride_n + cols[None, :], mask=rmask[:, None] & cmask[None, :], other=0.0
-            ).to(acc_t)
+            # int64 offsets: at n = 1e8, d = 64, X has 6.4e9 elements, past int32
+            offsets = rows.to(tl.int64)[:, None] * stride_n + cols[None, :]
+            x = tl.load(X + offsets, mask=rmask[:, None] & cmask[None, :], other=0.0).to(acc_t)
             z = tl.sum(x * wv[None, :], axis=1) + bv
             if SIGMOID:
                 z = 1.0 / (1.0 + tl.exp(-z))
             yv = tl.load(y + rows, mask=rmask, other=0.0).to(acc_t)
-            g = tl.where(rmask, (z - yv) * s, 0.0)
+            g = tl.where(rmask, z - yv, 0.0)
             dw += tl.sum(x * g[:, None], axis=0)
             db += g
         tl.store(dw_part + pid * BLOCK_D + cols, dw, mask=cmask)
@@ -182,7 +184,7 @@ def triton_grad(X, y, w, b, link: Link, programs: int | None = None) -> dict[str
     n, d = X.shape
     block_d = triton.next_power_of_2(d)
     block_n = max(1, min(256, TRITON_TILE // block_d))
-    if programs is None:
+    if programs is None:  # a few programs per SM, each striding over many tiles
         sms = torch.cuda.get_device_properties(X.device).multi_processor_count if X.is_cuda else 4
         programs = 4 * sms
     programs = max(1, min(programs, triton.cdiv(n, block_n)))
@@ -190,7 +192,9 @@ def triton_grad(X, y, w, b, link: Link, programs: int | None = None) -> dict[str
     dw_part = torch.empty(programs, block_d, dtype=acc_dtype, device=X.device)
     db_part = torch.empty(programs, dtype=acc_dtype, device=X.device)
     kernel[(programs,)](
-        X, y, w, b, dw_part, db_part, n, d, X.stride(0), link.numerator / n,
+        X, y.contiguous(), w.contiguous(), b, dw_part, db_part, n, d, X.stride(0),
         SIGMOID=link.sigmoid, ACC_F64=acc_dtype == torch.float64, BLOCK_N=block_n, BLOCK_D=block_d,
     )  # fmt: skip
-    return {"w": dw_part[:, :d].sum(0).to(X.dtype), "b": db_part.sum().to(X.dtype).reshape(1)}
+    s = link.numerator / n
+    dw, db = dw_part[:, :d].sum(0).mul_(s), db_part.sum().mul_(s)
+    return {"w": dw.to(X.dtype), "b": db.to(X.dtype).reshape(1)}
