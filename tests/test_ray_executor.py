@@ -139,7 +139,8 @@ def test_num_gpus_belongs_to_a_local_instance():
 
 
 class TestFourGpus:
-    """One executor for the class; the Ctrl-C test, which kills its actors, comes last."""
+    """One executor for the class, in this order: each fault leaves fresh actors starting, and the
+    Ctrl-C test, which kills them all, comes last."""
 
     @pytest.fixture(scope="class")
     def ex(self, cluster):
@@ -184,6 +185,19 @@ class TestFourGpus:
         new_pid = {w["worker"]: w["pid"] for w in ex.describe()["workers"]}.get(killed[0])
         assert new_pid != pids[killed[0]]
 
+    def test_hanging_family_times_out_and_the_run_goes_on(self, ex):
+        hung = [Cell("linear", "raytest_hangs", n=8, d=2)]
+        families = [hung] + [family(i) for i in range(4)]
+        began = time.monotonic()
+        records = run(ex, families)
+        assert time.monotonic() - began < 30
+        assert_each_cell_once(records, families)
+        r = next(r for r in records if r["cell_id"] == hung[0].cell_id)
+        assert (r["status"], r["attempts"]) == ("timeout", 1)
+        assert "limit of 3 s" in r["error"]
+        assert {r["status"] for r in records if r["cell_id"] != hung[0].cell_id} == {"ok"}
+        assert ex.stats.timeouts == 1
+
     def test_cell_that_always_kills_its_worker_fails_after_three_attempts(self, ex):
         deadly = family(0, ("manual", "raytest_dies"))
         families = [deadly] + [family(i) for i in range(1, 6)]
@@ -198,20 +212,8 @@ class TestFourGpus:
         assert {(r["status"], r["attempts"]) for r in others} == {("ok", 1)}
         assert ex.stats.deaths == 3
 
-    def test_hanging_family_times_out_and_the_run_goes_on(self, ex):
-        hung = [Cell("linear", "raytest_hangs", n=8, d=2)]
-        families = [hung] + [family(i) for i in range(4)]
-        began = time.monotonic()
-        records = run(ex, families)
-        assert time.monotonic() - began < 30
-        assert_each_cell_once(records, families)
-        r = next(r for r in records if r["cell_id"] == hung[0].cell_id)
-        assert (r["status"], r["attempts"]) == ("timeout", 1)
-        assert "limit of 3 s" in r["error"]
-        assert {r["status"] for r in records if r["cell_id"] != hung[0].cell_id} == {"ok"}
-        assert ex.stats.timeouts == 1
-
     def test_ctrl_c_hands_over_what_finished_then_stops(self, ex):
+        ex.start()  # the faults above left fresh actors starting
         families = [family(i, ("manual", "raytest_slow")) for i in range(40)]
         timer = threading.Timer(1.5, _thread.interrupt_main)  # Ctrl-C, as the driver sees it
         got: list[dict] = []
@@ -226,12 +228,13 @@ class TestFourGpus:
 
 
 def test_worker_that_cannot_start_fails_the_run_softly(cluster):
-    with RayExecutor(workers=1, use_gpus=False, plugins=["/nonexistent/plugin.py"]) as ex:
+    bad = ["/nonexistent/plugin.py"]
+    with RayExecutor(workers=1, use_gpus=False, plugins=bad, max_attempts=2) as ex:
         families = [family(0), family(1)]
         records = run(ex, families)
     assert_each_cell_once(records, families)
     assert {r["status"] for r in records} == {"error"}
-    assert all("failed to start 3 times" in r["error"] and "plugin" in r["error"] for r in records)
+    assert all("failed to start 2 times" in r["error"] and "plugin" in r["error"] for r in records)
 
 
 # --- CPU slots, and the same numbers as the local executor -----------------------------------

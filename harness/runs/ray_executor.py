@@ -30,7 +30,7 @@ import sys
 import time
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import ray
@@ -342,32 +342,37 @@ class RayExecutor:
             if slot.actor is None and slot.retired is None:
                 self._start(slot, plugins)
 
-    def start(self) -> list[dict]:
-        """Start every worker and wait until each is up (or given up); their descriptions. `run`
-        does not need this (it gives families to workers as they come up), but timings of the
-        harness itself, and tests that want every worker used, do."""
+    def start(self, patience_s: float | None = None) -> list[dict]:
+        """Start every worker and wait until each is up or given up; their descriptions. With
+        `patience_s`, stop waiting that long after the first is up: the others join the run as
+        they come (a GPU another job holds can keep its actor pending for long). `run` does not
+        need this; timings of the harness itself, and tests that want every worker used, do."""
         plugins = self._plugin_paths()
         self._ensure_slots(plugins)
+        first_up = None
         while any(s.start_ref is not None for s in self._slots):
             self._wait_starts(plugins, timeout=1.0)
+            if first_up is None and any(s.ready for s in self._slots):
+                first_up = time.monotonic()
+            if patience_s is not None and first_up is not None and time.monotonic() - first_up > patience_s:
+                break
         return [s.info for s in self._slots if s.info]
 
     @property
     def device(self) -> str:
-        """The device type cells run on ("cuda" or "cpu"), from the first worker to start."""
-        self._ensure_slots(self._plugin_paths())
-        while not any(s.ready for s in self._slots):
-            if all(s.retired for s in self._slots):
-                return "cuda" if self.plan.num_gpus else "cpu"
-            self._wait_starts(self._plugin_paths(), timeout=1.0)
-        return next(s.info["device"] for s in self._slots if s.ready)
+        """The device type cells run on ("cuda" or "cpu"), as the workers found it. Waits for
+        them (a little), so that `describe` can list them for the manifest."""
+        infos = self.start(patience_s=30.0)
+        if infos:
+            return infos[0]["device"]
+        return "cuda" if self.plan.num_gpus else "cpu"
 
     def describe(self) -> dict:
         """What this executor ran on, for manifest.json."""
         return {
             "executor": self.name,
             "address": self.address,
-            "plan": vars(self.plan) if self.plan else None,
+            "plan": asdict(self.plan) if self.plan else None,
             "cluster_resources": ray.cluster_resources() if ray.is_initialized() else None,
             "workers": [s.info for s in self._slots if s.info],
             "working_dir": str(self.working_dir) if self.working_dir else None,
