@@ -1,0 +1,247 @@
+"""The harness's own cost, on this machine: a markdown table.
+
+    .venv/bin/python benchmarks/harness_overhead.py [--families 100] [--sweep 12] [--memory 1000 10000]
+
+1. Overhead per tiny cell: a run's wall time beyond the time run_family itself took (inside the
+   worker for Ray, in-process for local), divided by its cells. Ray with one worker, its actor
+   started beforehand: startup is a fixed cost, shown on its own line.
+2. Sweep wall time with 1 and 2 CPU workers, one torch thread each: a fixed-work sweep
+   (agreement only, rounds=0: the data, the float64 reference and each method's gradient, a fixed
+   amount of arithmetic) and a timed one. A timed family lasts about its timing budget however
+   busy the CPU is, so only the fixed-work sweep measures throughput; the timed one shows that
+   the queue keeps both workers busy.
+3. The driver's memory over sweeps of tiny cells (agreement only), each size in a fresh process:
+   Python allocations during `run` (tracemalloc peak) and resident memory growth during it.
+
+Targets (issue 4): under 10 ms per tiny cell on Ray; 2 workers at least 1.6x faster than 1;
+driver memory that does not grow with the number of cells. Not part of `make test`: it takes a
+few minutes and wants a quiet machine (the load average is printed with the table).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import tracemalloc
+
+import ray
+import torch
+
+import harness.runs.local as local_executor
+from harness.cell import Cell, run_family
+from harness.measure import TimingOptions
+from harness.runs.local import LocalExecutor
+from harness.runs.ray_executor import RayExecutor
+
+TINY = TimingOptions(min_run_time_s=0.002, rounds=3)  # as the tests time a cell
+AGREEMENT_ONLY = TimingOptions(rounds=0)
+TIMED = TimingOptions(min_run_time_s=0.2, rounds=5)
+
+
+def tiny_families(cells: int) -> list[list[Cell]]:
+    # two methods a family, as small as a cell gets; seeds make every cell distinct
+    return [[Cell("linear", m, n=64, d=4, seed=i) for m in ("manual", "autograd")] for i in range(cells // 2)]
+
+
+def sweep_families(count: int) -> list[list[Cell]]:
+    # a small MLP: cache-resident, so two workers compete for cores, not for memory bandwidth
+    return [
+        [Cell("mlp", m, n=10_000, d=64, h=256, seed=i) for m in ("manual", "autograd", "func")]
+        for i in range(count)
+    ]
+
+
+def start_ray() -> float:
+    began = time.perf_counter()
+    ray.init(
+        address="local",
+        num_cpus=2,
+        num_gpus=0,
+        include_dashboard=False,
+        log_to_driver=False,
+        object_store_memory=100 * 2**20,
+        logging_level="warning",
+    )
+    return time.perf_counter() - began
+
+
+# --- 1. overhead per tiny cell -----------------------------------------------------------------
+
+
+def local_overhead(families) -> dict:
+    busy = [0.0]
+
+    def timed_run_family(*args, **kwargs):
+        began = time.perf_counter()
+        try:
+            return run_family(*args, **kwargs)
+        finally:
+            busy[0] += time.perf_counter() - began
+
+    local_executor.run_family = timed_run_family  # the same call, with a stopwatch around it
+    threads = torch.get_num_threads()
+    try:
+        ex = LocalExecutor(device="cpu", threads=1)
+        ex.run(families[:2], lambda r: None, TINY, {})  # warm up: lazy imports of the first cell
+        busy[0] = 0.0
+        began = time.perf_counter()
+        ex.run(families, lambda r: None, TINY, {"run_id": "bench"})
+        wall = time.perf_counter() - began
+    finally:
+        local_executor.run_family = run_family
+        torch.set_num_threads(threads)
+    return {"wall_s": wall, "busy_s": busy[0]}
+
+
+def ray_overhead(families, in_flight: int) -> dict:
+    with RayExecutor(use_gpus=False, workers=1, threads=1, in_flight=in_flight) as ex:
+        began = time.perf_counter()
+        ex.start()
+        started = time.perf_counter() - began
+        ex.run(families, lambda r: None, TINY, {"run_id": "bench"})
+        return {"wall_s": ex.stats.wall_s, "busy_s": ex.stats.busy_s, "start_s": started}
+
+
+# --- 2. sweep with 1 and 2 workers -------------------------------------------------------------
+
+
+def sweep(families, workers: int, timing: TimingOptions) -> float:
+    with RayExecutor(use_gpus=False, workers=workers, threads=1) as ex:
+        ex.start()
+        ex.run(families, lambda r: None, timing, {"run_id": "bench"})
+        return ex.stats.wall_s
+
+
+# --- 3. driver memory --------------------------------------------------------------------------
+
+
+def rss_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def memory_child(cells: int) -> dict:
+    """Runs in a fresh process: a store-like sink writes each record as a JSON line."""
+    start_ray()
+    families = tiny_families(cells)
+    with RayExecutor(use_gpus=False, workers=2, threads=1) as ex, tempfile.TemporaryFile("w") as sink:
+        ex.start()
+        ex.run(families[:4], lambda r: None, AGREEMENT_ONLY, {})  # warm both workers' first call
+
+        def store(records):
+            for r in records:
+                sink.write(json.dumps(r, default=str) + "\n")
+            sink.flush()
+
+        peak_rss, base_rss, stop = [0], rss_bytes(), threading.Event()
+
+        def sample():
+            while not stop.wait(0.02):
+                peak_rss[0] = max(peak_rss[0], rss_bytes())
+
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        tracemalloc.start()
+        ex.run(families, store, AGREEMENT_ONLY, {"run_id": "bench"})
+        _, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        stop.set()
+        sampler.join()
+        return {
+            "cells": ex.stats.cells,
+            "wall_s": ex.stats.wall_s,
+            "traced_peak": peak,
+            "rss_growth": max(peak_rss[0], rss_bytes()) - base_rss,
+            "rss_base": base_rss,
+        }
+
+
+def memory(cells: int) -> dict:
+    out = subprocess.run(
+        [sys.executable, __file__, "--memory-child", str(cells)], capture_output=True, text=True, check=True
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+# --- the table ---------------------------------------------------------------------------------
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--families", type=int, default=100, help="tiny families for the overhead (2 cells each)")
+    p.add_argument("--sweep", type=int, default=12, help="families in the 1-vs-2-worker sweeps")
+    p.add_argument("--memory", type=int, nargs="+", default=[1000, 10000], help="cells in the memory sweeps")
+    p.add_argument("--memory-child", type=int, help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.memory_child:
+        print(json.dumps(memory_child(args.memory_child)))
+        return
+
+    rows: list[tuple[str, str, str]] = []
+    load_before = os.getloadavg()[0]
+    tiny = tiny_families(2 * args.families)
+    cells = 2 * len(tiny)
+
+    loc = local_overhead(tiny)
+    init_s = start_ray()
+    r2 = ray_overhead(tiny, in_flight=2)
+    r1 = ray_overhead(tiny, in_flight=1)
+    per_cell = lambda m: (m["wall_s"] - m["busy_s"]) / cells * 1e3  # noqa: E731
+    rows += [
+        ("tiny cell: run_family time (local, 1 thread)", f"{loc['busy_s'] / cells * 1e3:.2f} ms", ""),
+        ("overhead per tiny cell, local executor", f"{per_cell(loc):.3f} ms", ""),
+        ("overhead per tiny cell, Ray, 1 worker, 2 in flight", f"{per_cell(r2):.2f} ms", "< 10 ms"),
+        ("overhead per tiny cell, Ray, 1 worker, 1 in flight", f"{per_cell(r1):.2f} ms", "< 10 ms"),
+        ("Ray startup: ray.init (local instance)", f"{init_s:.1f} s", "once per run"),
+        ("Ray startup: one worker (import torch, warm-up)", f"{r2['start_s']:.1f} s", "once per run"),
+    ]
+
+    fixed, timed = sweep_families(args.sweep), sweep_families(args.sweep)
+    f1, f2 = sweep(fixed, 1, AGREEMENT_ONLY), sweep(fixed, 2, AGREEMENT_ONLY)
+    t1, t2 = sweep(timed, 1, TIMED), sweep(timed, 2, TIMED)
+    ray.shutdown()
+    what = f"{args.sweep} families of mlp n=1e4 d=64 h=256 x 3 methods"
+    rows += [
+        (f"fixed-work sweep (agreement only), {what}: 1 worker", f"{f1:.2f} s", ""),
+        ("fixed-work sweep: 2 workers", f"{f2:.2f} s", ""),
+        ("fixed-work sweep: speed-up, 2 workers over 1", f"{f1 / f2:.2f}x", ">= 1.6x"),
+        ("timed sweep (min_run_time_s=0.2, rounds=5), same families: 1 worker", f"{t1:.2f} s", ""),
+        ("timed sweep: 2 workers", f"{t2:.2f} s", ""),
+        ("timed sweep: speed-up, 2 workers over 1", f"{t1 / t2:.2f}x", ">= 1.6x"),
+    ]
+
+    for n in args.memory:
+        m = memory(n)
+        rows += [
+            (f"driver, {m['cells']} tiny cells on 2 workers: wall", f"{m['wall_s']:.1f} s", ""),
+            (
+                f"driver, {m['cells']} cells: Python peak during run (tracemalloc)",
+                _mib(m["traced_peak"]),
+                "flat",
+            ),
+            (f"driver, {m['cells']} cells: RSS growth during run", _mib(m["rss_growth"]), "flat"),
+        ]
+
+    print(
+        f"harness overhead: {os.cpu_count()} CPUs, torch {torch.__version__}, ray {ray.__version__}, ", end=""
+    )
+    print(f"load average {load_before:.1f} before and {os.getloadavg()[0]:.1f} after\n")
+    width = max(len(r[0]) for r in rows)
+    print(f"| {'measure':<{width}} | value | target |")
+    print(f"|{'-' * (width + 2)}|------:|--------|")
+    for name, value, target in rows:
+        print(f"| {name:<{width}} | {value} | {target} |")
+
+
+def _mib(b: int) -> str:
+    return f"{b / 2**20:.2f} MiB"
+
+
+if __name__ == "__main__":
+    main()
