@@ -193,7 +193,7 @@ def compare_runs(
             f"{r['ratio']:.2f}x ({fmt_time(r['time_median_s_base'])} → {fmt_time(r['time_median_s_new'])}, "
             f"lower bound {r['lower']:.2f}x)",
         )
-        for _, r in m[m["regression"]].sort_values("ratio", ascending=False).iterrows()
+        for _, r in m[m["regression"]].sort_values(["ratio", "lower"], ascending=False).iterrows()
     ]
     c = Comparison(
         base=b.path,

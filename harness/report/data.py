@@ -141,8 +141,12 @@ def _config_name(run_dir: Path, manifest: dict) -> str | None:
                 return str(name)
         except Exception:  # a report must not die on a config it only reads a name from
             pass
-    config = manifest.get("config")
-    return manifest.get("config_name") or (config.get("name") if isinstance(config, dict) else None)
+    # the store's manifest keeps it under "run"; older or hand-made ones at the top
+    nested = [manifest.get(k) for k in ("run", "config")]
+    names = [manifest.get("config_name")] + [
+        v.get("config_name") or v.get("name") for v in nested if isinstance(v, dict)
+    ]
+    return next((str(n) for n in names if n), None)
 
 
 def read_run(run_dir: str | Path) -> Run:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from . import plotting as P
 from .data import Run
@@ -15,6 +16,7 @@ from .summary import size_axes, sizes_text
 # rel_err can be exactly 0 (a float64 gradient summed in the reference's order); a log axis
 # cannot show 0, so exact results sit on this floor, below float64's unit roundoff 1.1e-16
 EXACT_FLOOR = 1e-17
+MAX_PANELS = 8  # rows of the accumulation figure: a full sweep would make it metres tall
 
 
 def agreement(run: Run, out: Path) -> P.Plot:
@@ -94,7 +96,11 @@ def accumulation(run: Run, out: Path) -> P.Plot:
         plot.skipped = "needs two accumulation patterns of one problem at one size"
         return plot
     panels.sort(key=lambda x: (x[0], dtype_rank(x[1])))
-    methods = P.methods_of(df)
+    shown = panels[:MAX_PANELS]
+    more = f" (first {MAX_PANELS} of {len(panels)} problem × dtype)" if len(panels) > MAX_PANELS else ""
+    panels = shown
+    # only the methods measured in these panels (a method run at one pattern only has no bars)
+    methods = P.methods_of(pd.concat([g for *_, g in panels]))
     fig, axes = P.grid(len(panels), 2, panel=(5.6, 2.9))
     for row, (p, d, at, g) in enumerate(panels):
         patterns = sorted(g["pattern"].unique(), key=_pattern_key)
@@ -127,7 +133,7 @@ def accumulation(run: Run, out: Path) -> P.Plot:
         axes[row, 1].set_ylabel("relative error")
         axes[row, 0].set_title(f"{p} · {d} · {at}: time", fontsize=11)
         axes[row, 1].set_title(f"{p} · {d} · {at}: rel_err", fontsize=11)
-    title = "Accumulation patterns: time per step and rel_err (nozero:k, retain:k against k × the reference)"
+    title = f"Accumulation: time per step and rel_err (nozero:k, retain:k against k × the reference){more}"
     plot.path = P.finish(fig, axes, out / "accumulation.png", title)
     return plot
 

@@ -64,7 +64,7 @@ def workers(run: Run, out: Path) -> P.Plot:
     noise = [np.clip(v, 0.01, None) if len(v) else np.array([np.nan]) for v in noise]
     axes[0, 1].boxplot(noise, tick_labels=places, showfliers=True)
     axes[0, 1].set_yscale("log")
-    axes[0, 1].yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}%"))
+    axes[0, 1].yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}%" if v >= 1 else f"{v:g}%"))
     axes[0, 1].axhline(10, color="#b22222", ls="--", lw=1.2, label="unstable above 10%")
     axes[0, 1].set_ylabel("IQR / median of a cell's time (%)")
     axes[0, 1].set_title("timing noise per worker", fontsize=11)

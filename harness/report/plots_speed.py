@@ -67,6 +67,9 @@ def facets(df: pd.DataFrame):
         ax.set_title(f"{p} · {d}{fixed}", fontsize=11)
         P.size_axis(ax, axis.label if axis else "size")
         ax.grid(True, which="major", alpha=0.3)
+        sizes = df.loc[(df["problem"] == p) & (df["dtype"] == d), "size"].unique()
+        if len(sizes) == 1:  # one size: a decade either side, not a singular axis
+            ax.set_xlim(sizes[0] / 10, sizes[0] * 10)
     return fig, axes, where
 
 
@@ -122,7 +125,12 @@ def overhead_vs_manual(run: Run, out: Path) -> P.Plot:
             if s.empty:
                 continue
             st = P.style(m, methods)
-            ax.plot(s.index, s["vs_manual"], lw=1.6, ms=5, **st)
+            # bars as well as the band: a method measured at one size has no band to show
+            err = [
+                (s["vs_manual"] - s["vs_manual_lo"]).clip(lower=0),
+                (s["vs_manual_hi"] - s["vs_manual"]).clip(lower=0),
+            ]
+            ax.errorbar(s.index, s["vs_manual"], yerr=err, lw=1.6, ms=5, elinewidth=0.8, capsize=2, **st)
             ax.fill_between(
                 s.index, s["vs_manual_lo"], s["vs_manual_hi"], color=st["color"], alpha=0.18, lw=0
             )

@@ -29,13 +29,22 @@ MAX_COLS = 4
 COLORS = {
     "manual": "#222222",
     "numpy": "#2ca02c",
+    "fused": "#8c564b",
     "autograd": "#1f77b4",
     "autograd_grad": "#17becf",
     "func": "#ff7f0e",
     "compiled": "#9467bd",
 }
-MARKERS = {"manual": "o", "numpy": "D", "autograd": "s", "autograd_grad": "v", "func": "^", "compiled": "P"}
-EXTRA = ["#8c564b", "#e377c2", "#bcbd22", "#7f7f7f", "#d62728"]
+MARKERS = {
+    "manual": "o",
+    "numpy": "D",
+    "fused": "X",
+    "autograd": "s",
+    "autograd_grad": "v",
+    "func": "^",
+    "compiled": "P",
+}
+EXTRA = ["#e377c2", "#bcbd22", "#7f7f7f", "#aec7e8", "#ffbb78"]
 BAD = "#d62728"
 
 
@@ -105,7 +114,7 @@ def ratio_axis(ax, values) -> None:
     ax.set_yscale("log")
     if v.size == 0:
         return
-    lo, hi = v.min() / 1.15, v.max() * 1.15
+    lo, hi = v.min() / 1.35, v.max() * 1.35  # room for the marker at either end
     # as many labels as fit: decades over a wide span, 1-2-5 over a middling one, finer when narrow
     decades = [10.0**e for e in range(-3, 5)]
     ticks = [t for t in decades if lo <= t <= hi]

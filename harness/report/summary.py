@@ -14,7 +14,7 @@ from .data import FAILED
 
 SIZE_NAMES = ("n", "d", "h")
 TOP = 8  # rows of each verdict list; the full lists are in the tables below it
-HAND_WRITTEN = ("manual", "numpy")  # the methods whose overhead is not autograd's
+HAND_WRITTEN = ("manual", "numpy", "fused")  # the methods whose overhead is not autograd's
 
 
 def is_autograd(method: str) -> bool:
@@ -305,7 +305,7 @@ def cells_table(df: pd.DataFrame) -> pd.DataFrame:
     return out.sort_values(["problem", "mode", "dtype", "pattern", "method"], kind="stable")
 
 
-METHOD_ORDER = ("manual", "numpy", "autograd", "autograd_grad", "func", "compiled")
+METHOD_ORDER = ("manual", "numpy", "fused", "autograd", "autograd_grad", "func", "compiled")
 
 
 def method_order(methods) -> list[str]:
