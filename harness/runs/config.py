@@ -178,7 +178,7 @@ def _from_pydantic(path: Path, raw: dict, exc: ValidationError) -> ConfigError:
     loc = list(err["loc"])
     # a problem given as one mapping is shown without the list index it was wrapped in
     problems = raw.get("problems")
-    if len(loc) >= 3 and loc[0] == "problems" and loc[2] == 0 and isinstance(problems[loc[1]], dict):
+    if len(loc) >= 3 and loc[0] == "problems" and loc[2] == 0 and not isinstance(problems[loc[1]], list):
         del loc[2]
     where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc).lstrip(".")
     if err["type"] == "extra_forbidden":
