@@ -63,6 +63,7 @@ def main() -> None:
                             worst_tol[dtype] = max(worst_tol.get(dtype, 0.0), r["rel_err"] / r["tol"])
                             if dtype not in worst or norm > worst[dtype][0]:
                                 worst[dtype] = (norm, where)
+        print(f"done {problem} ({time.time() - start:.0f} s)", flush=True)
     print(f"{'dtype':<10} {'max rel_err / model':>20} {'max rel_err / tol':>18}  worst cell (by model)")
     for dtype, (norm, where) in worst.items():
         print(f"{dtype:<10} {norm:>20.3f} {worst_tol[dtype]:>18.3f}  {where}")
