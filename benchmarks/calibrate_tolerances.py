@@ -35,6 +35,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--big", action="store_true", help="include n = 1e6")
+    parser.add_argument("--dtypes", nargs="+", default=list(DTYPES), choices=list(DTYPES))
     args = parser.parse_args()
     worst: dict[str, tuple[float, str]] = {}
     worst_tol: dict[str, float] = {}
@@ -43,7 +44,7 @@ def main() -> None:
         for sizes in grid:
             if not args.big and sizes.get("n", 0) >= 1_000_000:
                 continue
-            for dtype in DTYPES:
+            for dtype in args.dtypes:
                 for pattern in PATTERNS:
                     for seed in range(args.seeds):
                         cells = [
