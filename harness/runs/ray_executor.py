@@ -293,7 +293,7 @@ class RayExecutor:
                 include_dashboard=False,
                 object_store_memory=256 * 2**20,  # records are small; do not claim 30% of RAM
                 log_to_driver=self.log_to_driver,
-                logging_level="warning",
+                logging_level="error",  # Ray's notices (token auth, packaging) would crowd the progress bar
             )
             self._owns_ray = True
         else:
@@ -304,7 +304,7 @@ class RayExecutor:
                 address=self.address,
                 runtime_env=env,
                 log_to_driver=self.log_to_driver,
-                logging_level="warning",
+                logging_level="error",
             )
             self._owns_ray = True  # disconnects this driver only; the cluster stays up
         if self.plan is None:
