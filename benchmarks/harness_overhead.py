@@ -6,18 +6,18 @@
 1. Overhead per tiny cell: a run's wall time beyond the time run_family itself took (inside the
    worker for Ray, in-process for local), divided by its cells. Ray with one worker, its actor
    started beforehand: startup is a fixed cost, shown on its own line.
-2. Sweep wall time with 1 and 2 CPU workers, one torch thread each: a fixed-work sweep
-   (agreement only, rounds=0: the data, the float64 reference and each method's gradient, a fixed
-   amount of arithmetic) and a timed one. Most of a timed family is its timing budget, which
-   lasts as long however busy the CPU is, so the fixed-work sweep is the one that measures
-   throughput; the timed one shows that the queue keeps both workers busy. Best of `--reps`.
+2. Sweep wall time with 1 and 2 CPU workers, one torch thread each, best of `--reps` taking
+   turns: a fixed-work sweep (agreement only, rounds=0: the data, the float64 reference and each
+   method's gradient) and a timed one. Occupancy, the share of the workers' time spent inside
+   run_family, says whether the queue kept them busy; the speed-up also needs the cores to be
+   free, which on a shared machine they may not be (the load average is printed).
 3. The driver's memory over sweeps of tiny cells (agreement only), each size in a fresh process,
    the families read from a generator: Python allocations during `run` (tracemalloc peak) and
    resident memory growth during it.
 
 Targets (issue 4): under 10 ms per tiny cell on Ray; 2 workers at least 1.6x faster than 1;
 driver memory that does not grow with the number of cells. Not part of `make test`: it takes a
-few minutes and wants a quiet machine (the load average is printed with the table).
+few minutes and wants a quiet machine.
 """
 
 from __future__ import annotations
@@ -117,19 +117,22 @@ def ray_overhead(families, in_flight: int) -> dict:
 # --- 2. sweep with 1 and 2 workers -------------------------------------------------------------
 
 
-def sweeps(families, timing: TimingOptions, reps: int) -> tuple[float, float]:
-    """Best wall time of `reps` sweeps with 1 worker and with 2, taking turns, so that a burst of
-    load from elsewhere hits both alike; the best of several is the one least disturbed."""
+def sweeps(families, timing: TimingOptions, reps: int) -> tuple[tuple[float, float], tuple[float, float]]:
+    """(wall time, occupancy) of the fastest of `reps` sweeps with 1 worker and with 2, taking
+    turns, so that a burst of load from elsewhere hits both alike; the best of several is the one
+    least disturbed."""
     one = RayExecutor(use_gpus=False, workers=1, threads=1)
     two = RayExecutor(use_gpus=False, workers=2, threads=1)
     one.start(), two.start()  # startup is not what is compared
-    walls: dict[int, list[float]] = {1: [], 2: []}
+    best: dict[int, tuple[float, float]] = {}
     for _ in range(reps):
         for n, ex in ((1, one), (2, two)):
             ex.run(families, lambda r: None, timing, {"run_id": "bench"})
-            walls[n].append(ex.stats.wall_s)
+            # occupancy: the share of the workers' time spent inside run_family
+            run = (ex.stats.wall_s, ex.stats.busy_s / (n * ex.stats.wall_s))
+            best[n] = min(best.get(n, run), run)
     one.close(), two.close()
-    return min(walls[1]), min(walls[2])
+    return best[1], best[2]
 
 
 # --- 3. driver memory --------------------------------------------------------------------------
@@ -186,32 +189,16 @@ def memory(cells: int) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-# --- the table ---------------------------------------------------------------------------------
-
-
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--families", type=int, default=100, help="tiny families for the overhead (2 cells each)")
-    p.add_argument("--sweep", type=int, default=12, help="families in the 1-vs-2-worker sweeps")
-    p.add_argument("--reps", type=int, default=3, help="sweeps per worker count; the best is kept")
-    p.add_argument("--memory", type=int, nargs="+", default=[1000, 10000, 30000], help="cells, memory sweeps")
-    p.add_argument("--memory-child", type=int, help=argparse.SUPPRESS)
-    args = p.parse_args()
-    if args.memory_child:
-        print(json.dumps(memory_child(args.memory_child)))
-        return
-
-    rows: list[tuple[str, str, str]] = []
-    load_before = os.getloadavg()[0]
-    tiny = tiny_families(2 * args.families)
+def overhead_rows(families: int) -> list[tuple[str, str, str]]:
+    tiny = tiny_families(2 * families)
     cells = 2 * len(tiny)
-
     loc = local_overhead(tiny)
     init_s = start_ray()
     r2 = ray_overhead(tiny, in_flight=2)
     r1 = ray_overhead(tiny, in_flight=1)
+    ray.shutdown()
     per_cell = lambda m: (m["wall_s"] - m["busy_s"]) / cells * 1e3  # noqa: E731
-    rows += [
+    return [
         ("tiny cell: run_family time (local, 1 thread)", f"{loc['busy_s'] / cells * 1e3:.2f} ms", ""),
         ("overhead per tiny cell, local executor", f"{per_cell(loc):.3f} ms", ""),
         ("overhead per tiny cell, Ray, 1 worker, 2 in flight", f"{per_cell(r2):.2f} ms", "< 10 ms"),
@@ -220,24 +207,30 @@ def main() -> None:
         ("Ray startup: one worker (import torch, warm-up)", f"{r2['start_s']:.1f} s", "once per run"),
     ]
 
+
+def sweep_rows(count: int, reps: int) -> list[tuple[str, str, str]]:
     # three logical CPUs: the 1-worker and the 2-worker executor stay up side by side, taking turns
-    ray.shutdown()
     start_ray(num_cpus=3)
-    families = sweep_families(args.sweep)
-    f1, f2 = sweeps(families, AGREEMENT_ONLY, args.reps)
-    t1, t2 = sweeps(families, TIMED, args.reps)
+    families = sweep_families(count)
+    (f1, fo1), (f2, fo2) = sweeps(families, AGREEMENT_ONLY, reps)
+    (t1, to1), (t2, to2) = sweeps(families, TIMED, reps)
     ray.shutdown()
-    what = f"{args.sweep} families of mlp n=1e4 d=64 h=256 x 3 methods, best of {args.reps}"
-    rows += [
+    what = f"{count} families of mlp n=1e4 d=64 h=256 x 3 methods, best of {reps}"
+    return [
         (f"fixed-work sweep (agreement only), {what}: 1 worker", f"{f1:.2f} s", ""),
         ("fixed-work sweep: 2 workers", f"{f2:.2f} s", ""),
         ("fixed-work sweep: speed-up, 2 workers over 1", f"{f1 / f2:.2f}x", ">= 1.6x"),
+        ("fixed-work sweep: worker occupancy, 1 and 2 workers", f"{fo1:.0%}, {fo2:.0%}", ""),
         (f"timed sweep ({_timing(TIMED)}), same families: 1 worker", f"{t1:.2f} s", ""),
         ("timed sweep: 2 workers", f"{t2:.2f} s", ""),
         ("timed sweep: speed-up, 2 workers over 1", f"{t1 / t2:.2f}x", ">= 1.6x"),
+        ("timed sweep: worker occupancy, 1 and 2 workers", f"{to1:.0%}, {to2:.0%}", ""),
     ]
 
-    for n in args.memory:
+
+def memory_rows(sizes: list[int]) -> list[tuple[str, str, str]]:
+    rows = []
+    for n in sizes:
         m = memory(n)
         rows += [
             (f"driver, {m['cells']} tiny cells on 2 workers: wall", f"{m['wall_s']:.1f} s", ""),
@@ -248,6 +241,33 @@ def main() -> None:
             ),
             (f"driver, {m['cells']} cells: RSS growth during run", _mib(m["rss_growth"]), "flat"),
         ]
+    return rows
+
+
+# --- the table ---------------------------------------------------------------------------------
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--families", type=int, default=100, help="tiny families for the overhead (2 cells each)")
+    p.add_argument("--sweep", type=int, default=12, help="families in the 1-vs-2-worker sweeps")
+    p.add_argument("--reps", type=int, default=3, help="sweeps per worker count; the best is kept")
+    p.add_argument("--memory", type=int, nargs="+", default=[1000, 10000, 30000], help="cells, memory sweeps")
+    p.add_argument("--parts", nargs="+", default=["overhead", "sweep", "memory"], help="what to measure")
+    p.add_argument("--memory-child", type=int, help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.memory_child:
+        print(json.dumps(memory_child(args.memory_child)))
+        return
+
+    rows: list[tuple[str, str, str]] = []
+    load_before = os.getloadavg()[0]
+    if "overhead" in args.parts:
+        rows += overhead_rows(args.families)
+    if "sweep" in args.parts:
+        rows += sweep_rows(args.sweep, args.reps)
+    if "memory" in args.parts:
+        rows += memory_rows(args.memory)
 
     print(
         f"harness overhead: {os.cpu_count()} CPUs, torch {torch.__version__}, ray {ray.__version__}, ", end=""
