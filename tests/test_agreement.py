@@ -75,7 +75,9 @@ LARGE = [
 @pytest.mark.parametrize(("problem", "sizes"), LARGE)
 def test_large_n_never_fails_a_correct_gradient(problem, sizes):
     # rounding grows with the length of the sums: n = 1e6 in every dtype the CPU runs
-    for dtype, pattern in itertools.product(["float32", "bfloat16", "float16"], ["full", "microbatch:4"]):
+    # (the mlp at 1e6 rows costs a minute on 2 cores per pattern: full only)
+    patterns = ["full"] if problem == "mlp" else ["full", "microbatch:4"]
+    for dtype, pattern in itertools.product(["float32", "bfloat16", "float16"], patterns):
         cells = runnable(
             [Cell(problem, m, pattern=pattern, dtype=dtype, **sizes) for m in ("manual", "autograd")]
         )
