@@ -11,7 +11,7 @@ import pandas as pd
 from . import plotting as P
 from .data import Run
 from .plots_speed import dtype_rank, has_lines, sized
-from .summary import size_axes, sizes_text
+from .summary import fmt_time, size_axes, sizes_text
 
 # rel_err can be exactly 0 (a float64 gradient summed in the reference's order); a log axis
 # cannot show 0, so exact results sit on this floor, below float64's unit roundoff 1.1e-16
@@ -125,9 +125,12 @@ def accumulation(run: Run, out: Path) -> P.Plot:
             axes[row, 1].hlines(tol.get(pat, np.nan), j - 0.45, j + 0.45, color="#b22222", ls="--", label=lab)
         for ax in axes[row]:
             ax.set_xticks(x, patterns)
-            ax.set_yscale("log")
             ax.grid(True, axis="y", alpha=0.3)
-        P.seconds_axis(axes[row, 0])
+        # times on a linear axis from 0: bar heights then compare honestly (on a log axis a bar's
+        # length depends on where the axis happens to start)
+        axes[row, 0].set_ylim(bottom=0)
+        axes[row, 0].yaxis.set_major_formatter(P.FuncFormatter(lambda v, _: "0" if v == 0 else fmt_time(v)))
+        axes[row, 1].set_yscale("log")
         P.log_ticks(axes[row, 1])
         axes[row, 0].set_ylabel("time per step")
         axes[row, 1].set_ylabel("relative error")
