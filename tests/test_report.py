@@ -45,16 +45,17 @@ def family(problem: str, methods=("manual", "autograd", "func"), context=None, *
 
 
 def quick_records() -> list[dict]:
-    """quick.yaml in miniature: linear over three sizes, three patterns, two dtypes; logistic at two
-    sizes; two workers."""
+    """quick.yaml in miniature: linear over three sizes, three patterns, two dtypes, on two workers
+    (logical GPUs 0 and 1); logistic at two sizes."""
     records, i = [], 0
     for n, d in ((64, 4), (1024, 4), (1024, 16)):
         for pattern in ("full", "microbatch:4", "nozero:3"):
             for dtype in ("float32", "float64"):
-                records += family("linear", n=n, d=d, pattern=pattern, dtype=dtype, context={"worker": i % 2})
+                where = {"worker": i % 2, "gpu_id": str(i % 2), "node": "node-a"}  # as Ray records them
+                records += family("linear", n=n, d=d, pattern=pattern, dtype=dtype, context=where)
                 i += 1
     for n in (256, 2048):
-        records += family("logistic", n=n, d=8, context={"worker": 0})
+        records += family("logistic", n=n, d=8, context={"worker": 0, "gpu_id": "0", "node": "node-a"})
     return records
 
 

@@ -23,23 +23,28 @@ STATUS_COLORS = {
 LINESTYLES = ("-", "--", ":", "-.")
 
 
-def _place(r: pd.Series) -> str | None:
-    """'worker 1 · GPU 3 · node ab12': where a cell ran, from whichever ids the executor recorded."""
-    parts = []
-    for col, name in (("worker", "worker"), ("gpu_id", "GPU"), ("node", "node")):
-        v = r.get(col)
-        if v is not None and v == v and str(v) != "":
-            text = str(v)
-            if col == "node" and len(text) > 8:
-                text = text[:8]
-            parts.append(f"{name} {text}")
-    return " · ".join(parts) or None
+PLACE = (("worker", "worker"), ("gpu_id", "GPU"), ("node", "node"))
+
+
+def _places(df: pd.DataFrame) -> pd.Series:
+    """'worker 1 · GPU 3': where each cell ran, from the ids that tell workers apart (a node id
+    shared by every cell says nothing and is left out); None where none was recorded."""
+    present = [(c, n) for c, n in PLACE if df[c].notna().any()]
+    varying = [(c, n) for c, n in present if df[c].nunique() > 1] or present[:1]
+
+    def label(r: pd.Series) -> str | None:
+        parts = [
+            f"{name} {str(r[col])[:8]}" for col, name in varying if r[col] is not None and r[col] == r[col]
+        ]
+        return " · ".join(parts) or None
+
+    return df.apply(label, axis=1) if len(df) and varying else pd.Series([None] * len(df), index=df.index)
 
 
 def workers(run: Run, out: Path) -> P.Plot:
     plot = P.Plot("workers", "Cells and times per worker or GPU")
     df = run.records.copy()
-    df["place"] = [_place(r) for _, r in df.iterrows()]
+    df["place"] = _places(df)
     df = df[df["place"].notna()]
     if df.empty:
         plot.skipped = "the records name no worker, GPU or node"
