@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
 import subprocess
 import sys
@@ -31,6 +32,7 @@ import tempfile
 import threading
 import time
 import tracemalloc
+from concurrent.futures import ProcessPoolExecutor
 
 import ray
 import torch
@@ -43,7 +45,7 @@ from harness.runs.ray_executor import RayExecutor
 
 TINY = TimingOptions(min_run_time_s=0.002, rounds=3)  # as the tests time a cell
 AGREEMENT_ONLY = TimingOptions(rounds=0)
-TIMED = TimingOptions(min_run_time_s=0.1, rounds=5)
+TIMED = TimingOptions(min_run_time_s=0.05, rounds=5)
 
 
 def tiny_family(i: int) -> list[Cell]:
@@ -117,22 +119,42 @@ def ray_overhead(families, in_flight: int) -> dict:
 # --- 2. sweep with 1 and 2 workers -------------------------------------------------------------
 
 
-def sweeps(families, timing: TimingOptions, reps: int) -> tuple[tuple[float, float], tuple[float, float]]:
-    """(wall time, occupancy) of the fastest of `reps` sweeps with 1 worker and with 2, taking
-    turns, so that a burst of load from elsewhere hits both alike; the best of several is the one
-    least disturbed."""
+def _plain_warm(_) -> int:
+    torch.set_num_threads(1)
+    run_family(tiny_family(0), "cpu", 1, TINY)
+    return os.getpid()
+
+
+def _plain_share(families, timing) -> None:
+    for family in families:
+        run_family(family, "cpu", 1, timing)
+
+
+def sweeps(families, timing: TimingOptions, reps: int) -> dict[str, tuple[float, float | None]]:
+    """(wall time, occupancy) of the fastest of `reps` sweeps on Ray with 1 worker and with 2,
+    and, as a control, the same families split over 1 and 2 plain processes (no Ray, no queue):
+    what this machine allows right now. All four take turns, so that a burst of load from
+    elsewhere hits them alike; the best of several is the one least disturbed. Occupancy is the
+    share of the Ray workers' time spent inside run_family."""
     one = RayExecutor(use_gpus=False, workers=1, threads=1)
     two = RayExecutor(use_gpus=False, workers=2, threads=1)
     one.start(), two.start()  # startup is not what is compared
-    best: dict[int, tuple[float, float]] = {}
-    for _ in range(reps):
-        for n, ex in ((1, one), (2, two)):
-            ex.run(families, lambda r: None, timing, {"run_id": "bench"})
-            # occupancy: the share of the workers' time spent inside run_family
-            run = (ex.stats.wall_s, ex.stats.busy_s / (n * ex.stats.wall_s))
-            best[n] = min(best.get(n, run), run)
+    spawn = multiprocessing.get_context("spawn")
+    best: dict[str, tuple[float, float | None]] = {}
+    with ProcessPoolExecutor(1, mp_context=spawn) as p1, ProcessPoolExecutor(2, mp_context=spawn) as p2:
+        list(p1.map(_plain_warm, [0])), list(p2.map(_plain_warm, [0, 1]))
+        for _ in range(reps):
+            for n, ex in ((1, one), (2, two)):
+                ex.run(families, lambda r: None, timing, {"run_id": "bench"})
+                run = (ex.stats.wall_s, ex.stats.busy_s / (n * ex.stats.wall_s))
+                best[f"ray {n}"] = min(best.get(f"ray {n}", run), run)
+            for n, pool in ((1, p1), (2, p2)):
+                began = time.perf_counter()
+                list(pool.map(_plain_share, [families[i::n] for i in range(n)], [timing] * n))
+                run = (time.perf_counter() - began, None)
+                best[f"plain {n}"] = min(best.get(f"plain {n}", run), run)
     one.close(), two.close()
-    return best[1], best[2]
+    return best
 
 
 # --- 3. driver memory --------------------------------------------------------------------------
@@ -212,20 +234,22 @@ def sweep_rows(count: int, reps: int) -> list[tuple[str, str, str]]:
     # three logical CPUs: the 1-worker and the 2-worker executor stay up side by side, taking turns
     start_ray(num_cpus=3)
     families = sweep_families(count)
-    (f1, fo1), (f2, fo2) = sweeps(families, AGREEMENT_ONLY, reps)
-    (t1, to1), (t2, to2) = sweeps(families, TIMED, reps)
-    ray.shutdown()
+    rows = []
     what = f"{count} families of mlp n=1e4 d=64 h=256 x 3 methods, best of {reps}"
-    return [
-        (f"fixed-work sweep (agreement only), {what}: 1 worker", f"{f1:.2f} s", ""),
-        ("fixed-work sweep: 2 workers", f"{f2:.2f} s", ""),
-        ("fixed-work sweep: speed-up, 2 workers over 1", f"{f1 / f2:.2f}x", ">= 1.6x"),
-        ("fixed-work sweep: worker occupancy, 1 and 2 workers", f"{fo1:.0%}, {fo2:.0%}", ""),
-        (f"timed sweep ({_timing(TIMED)}), same families: 1 worker", f"{t1:.2f} s", ""),
-        ("timed sweep: 2 workers", f"{t2:.2f} s", ""),
-        ("timed sweep: speed-up, 2 workers over 1", f"{t1 / t2:.2f}x", ">= 1.6x"),
-        ("timed sweep: worker occupancy, 1 and 2 workers", f"{to1:.0%}, {to2:.0%}", ""),
-    ]
+    for name, timing in (("fixed-work sweep (agreement only)", AGREEMENT_ONLY), ("timed sweep", TIMED)):
+        b = sweeps(families, timing, reps)
+        (r1, o1), (r2, o2), (c1, _), (c2, _) = b["ray 1"], b["ray 2"], b["plain 1"], b["plain 2"]
+        head = f"{name}, {what}" if timing is AGREEMENT_ONLY else f"{name} ({_timing(timing)}), same families"
+        rows += [
+            (f"{head}: 1 worker", f"{r1:.2f} s", ""),
+            (f"{name}: 2 workers", f"{r2:.2f} s", ""),
+            (f"{name}: speed-up, 2 workers over 1", f"{r1 / r2:.2f}x", ">= 1.6x"),
+            (f"{name}: worker occupancy, 1 and 2 workers", f"{o1:.0%}, {o2:.0%}", ""),
+            (f"{name}, control without Ray: 1 and 2 plain processes", f"{c1:.2f} s, {c2:.2f} s", ""),
+            (f"{name}, control: speed-up this machine allowed", f"{c1 / c2:.2f}x", ""),
+        ]
+    ray.shutdown()
+    return rows
 
 
 def memory_rows(sizes: list[int]) -> list[tuple[str, str, str]]:
