@@ -37,13 +37,21 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
+DEFAULT_EXECUTOR = "ray"
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="gradbench", description="Hand-written gradients against autograd.")
     sub = p.add_subparsers(required=True, metavar="{run,report,compare,list}")
     run = sub.add_parser("run", help="run the cells of a config into a run directory")
     run.add_argument("config", type=Path, metavar="CONFIG")
     run.add_argument("--out", type=Path, default=Path("results"), help="where run directories go")
-    run.add_argument("--executor", choices=("local", "ray"), default="local")
+    run.add_argument(
+        "--executor",
+        choices=("ray", "local"),
+        default=DEFAULT_EXECUTOR,
+        help="ray: one worker per GPU or CPU slot (default); local: in this process, for debugging",
+    )
     run.add_argument("--address", help="Ray cluster: auto, ray://host:port (ray only)")
     run.add_argument("--num-gpus", type=int, help="logical GPUs of a fresh local Ray instance (ray only)")
     run.add_argument("--workers", type=int, help="CPU workers when the cluster has no GPU (ray only)")
@@ -227,7 +235,7 @@ def _resume_command(args, run_dir: Path) -> str:
     words = ["gradbench", "run", str(args.config), "--resume", str(run_dir)]
     for flag in ("executor", "address", "num_gpus", "workers", "device"):
         value = getattr(args, flag)
-        if value is not None and not (flag == "executor" and value == "local"):
+        if value is not None and not (flag == "executor" and value == DEFAULT_EXECUTOR):
             words += [f"--{flag.replace('_', '-')}", str(value)]
     if args.strict:
         words.append("--strict")

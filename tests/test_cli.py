@@ -20,6 +20,8 @@ from harness.runs.store import load_trajectories, read_jsonl
 ROOT = Path(__file__).resolve().parent.parent
 SEED = ROOT / "experiments/seed.yaml"
 TINY = "timing: {min_run_time_s: 0.005, rounds: 3}\n"
+# the in-process executor: these tests are of the command and the run directory; Ray has its own
+LOCAL = ["--executor", "local"]
 
 
 def run_dir_of(out: Path) -> Path:
@@ -30,7 +32,7 @@ def run_dir_of(out: Path) -> Path:
 @pytest.fixture(scope="module")
 def seed_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("seed")
-    assert main(["run", str(SEED), "--executor", "local", "--out", str(out)]) == 0
+    assert main(["run", str(SEED), *LOCAL, "--out", str(out)]) == 0
     return run_dir_of(out)
 
 
@@ -66,7 +68,7 @@ def test_bad_config_exits_2_with_one_line(tmp_path, capsys, case, text, words):
     if text is not None:
         path.write_text(text)
     (tmp_path / "bad.py").write_text("import not_a_module_anywhere\n")
-    assert main(["run", str(path), "--out", str(tmp_path / "results")]) == 2
+    assert main(["run", str(path), *LOCAL, "--out", str(tmp_path / "results")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "Traceback" not in err
     assert f"{path}: {words}" in err, err
@@ -77,7 +79,7 @@ def test_unwritable_output_directory_exits_2(tmp_path, capsys):
     (tmp_path / "file").write_text("not a directory")
     config = tmp_path / "x.yaml"
     config.write_text(GOOD)
-    assert main(["run", str(config), "--out", str(tmp_path / "file/results")]) == 2
+    assert main(["run", str(config), *LOCAL, "--out", str(tmp_path / "file/results")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and f"--out {tmp_path}/file/results: cannot write" in err
 
@@ -86,7 +88,7 @@ def test_unwritable_output_directory_exits_2(tmp_path, capsys):
     ("args", "words"),
     [
         (["--resume", "nowhere"], "--resume nowhere: nowhere: not a run directory"),
-        (["--num-gpus", "4"], "--num-gpus: only with --executor ray"),
+        ([*LOCAL, "--num-gpus", "4"], "--num-gpus: only with --executor ray"),
     ],
 )
 def test_bad_arguments_exit_2(tmp_path, capsys, args, words):
@@ -157,7 +159,7 @@ def test_seed_run_directory(seed_run):
 
 def test_strict_exits_1_on_the_posts_mismatch_and_resume_of_a_done_run_runs_nothing(seed_run, capsys):
     before = read_jsonl(seed_run / "records.jsonl")
-    assert main(["run", str(SEED), "--resume", str(seed_run), "--strict"]) == 1
+    assert main(["run", str(SEED), *LOCAL, "--resume", str(seed_run), "--strict"]) == 1
     assert "0 of 13 cells to run" in capsys.readouterr().err
     assert read_jsonl(seed_run / "records.jsonl") == before
 
@@ -167,7 +169,7 @@ def test_resume_with_another_config_exits_2(seed_run, tmp_path, capsys):
     other.write_text(SEED.read_text().replace("seed: 0", "seed: 7"))
     (tmp_path / "plugins").mkdir()
     (tmp_path / "plugins/post_numpy.py").write_text((ROOT / "experiments/plugins/post_numpy.py").read_text())
-    assert main(["run", str(other), "--resume", str(seed_run)]) == 2
+    assert main(["run", str(other), *LOCAL, "--resume", str(seed_run)]) == 2
     assert "is not the run's" in capsys.readouterr().err
 
 
@@ -199,7 +201,7 @@ def test_the_same_config_twice_gives_the_same_cells_and_agreement(tmp_path):
     )
     frames = []
     for out in ("a", "b"):
-        assert main(["run", str(config), "--out", str(tmp_path / out)]) == 0
+        assert main(["run", str(config), *LOCAL, "--out", str(tmp_path / out)]) == 0
         frames.append(harness.load(run_dir_of(tmp_path / out)).sort_values("cell_id").reset_index(drop=True))
     a, b = frames
     same = ["cell_id", "seed", "rel_err", "max_abs_err", "scale", "f64_rel_err", "agree", "grad_preview"]
@@ -219,7 +221,8 @@ def start_and_stop(tmp_path: Path, sig: int) -> tuple[subprocess.Popen, Path, Pa
     config = tmp_path / "slow.yaml"
     config.write_text(SLOW)
     out = tmp_path / "results"
-    cmd = [sys.executable, "-m", "harness.cli", "run", str(config), "--out", str(out)]
+    # local: a driver killed with SIGKILL would leave a Ray instance of its own running
+    cmd = [sys.executable, "-m", "harness.cli", "run", str(config), *LOCAL, "--out", str(out)]
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and proc.poll() is None:
@@ -250,7 +253,7 @@ def test_sigkill_halfway_then_resume(tmp_path, capsys):
     assert proc.returncode == -signal.SIGKILL
     assert 4 <= len(early) < 16 and not (run_dir / "records.parquet").exists()
     assert len(harness.load(run_dir)) == len(early)  # a killed run reads as far as it got
-    assert main(["run", str(config), "--resume", str(run_dir)]) == 0
+    assert main(["run", str(config), *LOCAL, "--resume", str(run_dir)]) == 0
     assert f"{16 - len(early)} of 16 cells to run" in capsys.readouterr().err
     check_resumed(config, run_dir, early)
 
@@ -264,7 +267,7 @@ def test_ctrl_c_stops_cleanly_then_resume(tmp_path):
     assert len(harness.load(run_dir)) == len(early) and (run_dir / "records.parquet").exists()
     assert json.loads((run_dir / "manifest.json").read_text())["interrupted"] is True
     command = shlex.split(err.strip().splitlines()[-1])
-    assert command == ["gradbench", "run", str(config), "--resume", str(run_dir)]
+    assert command == ["gradbench", "run", str(config), "--resume", str(run_dir), *LOCAL]
     assert main(command[1:]) == 0
     check_resumed(config, run_dir, early)
     assert os.path.getmtime(run_dir / "records.parquet") >= os.path.getmtime(run_dir / "records.jsonl")
