@@ -24,7 +24,8 @@ from harness.measure import TimingOptions
 from harness.methods import _METHODS
 from harness.plugins import load_plugin
 from harness.runs.local import LocalExecutor
-from harness.runs.ray_executor import Plan, RayExecutor, plan_workers
+from harness.runs.ray_executor import RayExecutor
+from harness.runs.ray_worker import Plan, plan_workers
 
 pytestmark = pytest.mark.slow
 
