@@ -13,17 +13,17 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
 
 import torch
 
 from . import agreement as agr
 from .env import device_name
-from .measure import TimingOptions, first_call_s, interleaved, paired_ratio, peak_bytes, summarize
+from .measure import TimingOptions, first_call_s, interleaved, peak_bytes, summarize
 from .methods import Method, Stepper, get_method
 from .patterns import Pattern, parse_pattern
 from .problems import get_problem
 from .problems.base import Problem, Tensors
+from .record import COLUMNS, agreement_fields, fail, flat_params, now, preview, status_of, timing_fields
 
 DTYPES = {
     "float64": torch.float64,
@@ -32,75 +32,6 @@ DTYPES = {
     "bfloat16": torch.bfloat16,
 }
 MODES = ("gradient", "train")
-PREVIEW = 8  # values of the gradient and the output kept in each record
-
-# Every record has these columns (None where they do not apply), in this order; columns may be
-# added, never renamed: stored runs are read back by name.
-COLUMNS = (
-    # identity
-    "run_id",
-    "cell_id",
-    "problem",
-    "mode",
-    "method",
-    "pattern",
-    "k",
-    "dtype",
-    "n",
-    "d",
-    "h",
-    "seed",
-    "data",
-    "steps",
-    "lr",
-    # where
-    "device",
-    "device_name",
-    "gpu_id",
-    "node",
-    "worker",
-    "threads",
-    # agreement
-    "rel_err",
-    "max_abs_err",
-    "scale",
-    "cosine",
-    "tol",
-    "agree",
-    "diagnosis",
-    "f64_rel_err",
-    "grad_preview",
-    "output_preview",
-    # timing
-    "time_median_s",
-    "time_iqr_s",
-    "time_min_s",
-    "time_mean_s",
-    "samples",
-    "inner",
-    "stable",
-    "vs_manual",
-    "vs_manual_lo",
-    "vs_manual_hi",
-    "first_call_s",
-    "compile_s",
-    # cost
-    "peak_bytes",
-    "peak_bytes_kind",
-    "bytes_moved",
-    "achieved_gbps",
-    "forward_median_s",
-    "cost_ratio",
-    # train mode
-    "final_loss",
-    "final_params",
-    # outcome
-    "status",
-    "error",
-    "attempts",
-    "started_at",
-    "finished_at",
-)
 
 
 @dataclass(frozen=True)
@@ -152,28 +83,6 @@ class Cell:
         return method.skip_reason(type(problem), DTYPES[self.dtype], device) or pattern.skip_reason(
             problem, method
         )
-
-
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
-
-
-def _preview(t: Tensors | torch.Tensor) -> list[float]:
-    flat = (
-        torch.cat([v.detach().reshape(-1)[:PREVIEW].cpu().double() for v in t.values()])
-        if isinstance(t, dict)
-        else t.detach().reshape(-1).cpu().double()
-    )
-    return [float(x) for x in flat[:PREVIEW]]
-
-
-def _flat_params(p: Tensors) -> list[float]:
-    return [float(x) for x in torch.cat([v.detach().reshape(-1).cpu().double() for v in p.values()])]
-
-
-def _status_of(exc: BaseException) -> str:
-    oom = isinstance(exc, torch.OutOfMemoryError) or "can't allocate memory" in str(exc)
-    return "oom" if oom else "error"
 
 
 def _sync(device: torch.device) -> Callable[[], None]:
@@ -236,7 +145,7 @@ class _Setup:
                 s64.grads(), self.reference, self.pattern.multiplier, agr.FORMULA_TOL
             ).rel_err
         a.diagnosis = agr.diagnose(a, self.problem.n, self.pattern.k, formula_err)
-        return a, formula_err, _preview(grads)
+        return a, formula_err, preview(grads)
 
     def min_bytes(self) -> int | None:
         return self.problem.min_bytes(torch.empty((), dtype=self.dtype).element_size())
@@ -267,7 +176,7 @@ def run_family(
     if threads:
         torch.set_num_threads(threads)
     threads = torch.get_num_threads()
-    started = _now()
+    started = now()
     base = {
         "device": device.type,
         "device_name": device_name(device),
@@ -287,17 +196,17 @@ def run_family(
         setup = _Setup.build(cells[0], device)
     except Exception as exc:  # data or reference failed: every cell shares the failure
         for r in records.values():
-            r.update(status=_status_of(exc), error=f"{type(exc).__name__}: {exc}", finished_at=_now())
+            r.update(status=status_of(exc), error=f"{type(exc).__name__}: {exc}", finished_at=now())
         return list(records.values())
 
     with torch.no_grad():
-        output = _preview(setup.problem.output(setup.params, setup.data))
+        output = preview(setup.problem.output(setup.params, setup.data))
     for r in records.values():
         r.update(tol=setup.tol, output_preview=output, bytes_moved=setup.min_bytes())
 
     runner = _train if cells[0].mode == "train" else _gradient
     runner(cells, setup, records, threads, timing)
-    finished = _now()
+    finished = now()
     for r in records.values():
         r["finished_at"] = r["finished_at"] or finished
         if r["status"] == "ok" and r.get("agree") is False:
@@ -316,25 +225,6 @@ def _identity(c: Cell) -> dict:
     return {"cell_id": c.cell_id, **asdict(c), "k": c.k}
 
 
-def _fail(record: dict, exc: BaseException) -> None:
-    record.update(status=_status_of(exc), error=f"{type(exc).__name__}: {exc}", finished_at=_now())
-    if record["status"] == "oom" and torch.cuda.is_available():
-        torch.cuda.empty_cache()
-
-
-def _agreement_fields(a: agr.Agreement, formula_err: float | None, preview: list) -> dict:
-    return {
-        "rel_err": a.rel_err,
-        "max_abs_err": a.max_abs_err,
-        "scale": a.scale,
-        "cosine": a.cosine,
-        "agree": a.agree,
-        "diagnosis": a.diagnosis,
-        "f64_rel_err": formula_err,
-        "grad_preview": preview,
-    }
-
-
 def _gradient(cells, setup: _Setup, records, threads, timing: TimingOptions) -> None:
     sync = _sync(setup.device)
     steps: dict[str, Callable[[], None]] = {}
@@ -350,7 +240,7 @@ def _gradient(cells, setup: _Setup, records, threads, timing: TimingOptions) -> 
             sync()
             # the gradient a step leaves after repeated calls: a step must not depend on what
             # an earlier call left behind (a forgotten zero shows here)
-            record.update(_agreement_fields(*setup.check(method, stepper)))
+            record.update(agreement_fields(*setup.check(method, stepper)))
             record.update(first_call_s=first, compile_s=first if cell.method == "compiled" else None)
             if method.traceable_memory:
                 record["peak_bytes"], record["peak_bytes_kind"] = peak_bytes(step, setup.device)
@@ -358,7 +248,7 @@ def _gradient(cells, setup: _Setup, records, threads, timing: TimingOptions) -> 
                 record["peak_bytes"], record["peak_bytes_kind"] = None, "unmeasured"
             steps[cell.method] = step
         except Exception as exc:
-            _fail(record, exc)
+            fail(record, exc)
 
     if not steps or timing.rounds == 0:  # rounds=0: check agreement, time nothing
         return
@@ -374,30 +264,12 @@ def _gradient(cells, setup: _Setup, records, threads, timing: TimingOptions) -> 
         samples, blocks = interleaved({**steps, forward_key: forward}, threads, timing, sync)
     except Exception as exc:
         for name in steps:
-            _fail(records[name], exc)
+            fail(records[name], exc)
         return
     forward_s = summarize(samples.pop(forward_key))["time_median_s"]
-    _timing_fields(samples, setup, records, forward_s)
+    timing_fields(records, samples, setup.min_bytes(), forward_s)
     for name in samples:
         records[name]["inner"] = blocks[name]
-
-
-def _timing_fields(samples: dict[str, list[float]], setup: _Setup, records: dict, forward_s) -> None:
-    manual = samples.get("manual")
-    floor = setup.min_bytes()
-    for name, times in samples.items():
-        stats = summarize(times)
-        ratio = paired_ratio(times, manual) if manual is not None else (None, None, None)
-        t = stats["time_median_s"]
-        records[name].update(
-            stats,
-            vs_manual=ratio[0],
-            vs_manual_lo=ratio[1],
-            vs_manual_hi=ratio[2],
-            forward_median_s=forward_s,
-            cost_ratio=t / forward_s if forward_s else None,
-            achieved_gbps=floor / t / 1e9 if floor and t > 0 else None,
-        )
 
 
 def _train(cells, setup: _Setup, records, threads, timing: TimingOptions) -> None:
@@ -416,12 +288,12 @@ def _train(cells, setup: _Setup, records, threads, timing: TimingOptions) -> Non
             probe_step = setup.pattern.bind(probe)
             probe_step()
             probe_step()
-            record.update(_agreement_fields(*setup.check(method, probe)))
+            record.update(agreement_fields(*setup.check(method, probe)))
             stepper = setup.stepper(method)
             runs[cell.method] = (stepper, setup.pattern.bind(stepper))
             record.update(trajectory=[], lr=cell.lr, steps=cell.steps)
         except Exception as exc:
-            _fail(record, exc)
+            fail(record, exc)
 
     times: dict[str, list[float]] = {name: [] for name in runs}
     lr, n_steps = cells[0].lr, cells[0].steps or 0
@@ -442,11 +314,11 @@ def _train(cells, setup: _Setup, records, threads, timing: TimingOptions) -> Non
                         "cell_id": record["cell_id"],
                         "step": t,
                         "loss": loss,
-                        "params": _flat_params(stepper.current_params()),
+                        "params": flat_params(stepper.current_params()),
                     }
                 )
             except Exception as exc:
-                _fail(record, exc)
+                fail(record, exc)
                 del runs[name]
     for name in runs:
         record = records[name]
@@ -456,4 +328,4 @@ def _train(cells, setup: _Setup, records, threads, timing: TimingOptions) -> Non
         )
         if not math.isfinite(record["final_loss"] or 0.0):
             record["diagnosis"] = (record.get("diagnosis") or "") + " training diverged (non-finite loss)"
-    _timing_fields({k: v for k, v in times.items() if k in runs}, setup, records, forward_s=None)
+    timing_fields(records, {k: v for k, v in times.items() if k in runs}, setup.min_bytes(), None)

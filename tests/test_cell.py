@@ -5,9 +5,9 @@ from importlib import metadata
 import pytest
 
 from harness import Cell, run_family
-from harness.cell import COLUMNS
 from harness.env import manifest
 from harness.plugins import load_plugin
+from harness.record import COLUMNS
 from helpers import NO_TIMING, PLUGINS, TINY_TIMING
 
 

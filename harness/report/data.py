@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..cell import COLUMNS
+from ..record import COLUMNS
 
 NUMERIC = [
     "k",

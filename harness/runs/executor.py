@@ -13,8 +13,9 @@ from dataclasses import asdict
 from datetime import datetime, timezone
 from typing import Protocol
 
-from ..cell import COLUMNS, Cell
+from ..cell import Cell
 from ..measure import TimingOptions
+from ..record import COLUMNS
 
 OnRecords = Callable[[list[dict]], None]
 

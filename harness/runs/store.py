@@ -28,7 +28,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import yaml
 
-from ..cell import COLUMNS
+from ..record import COLUMNS
 
 CONFIG = "config.yaml"
 MANIFEST = "manifest.json"

@@ -1,0 +1,98 @@
+"""A record: its columns, and how measurements fill them. Flat, JSON scalars and short lists."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import torch
+
+from .agreement import Agreement
+from .measure import paired_ratio, summarize
+from .problems.base import Tensors
+
+# Every record has these columns (None where they do not apply), in this order; columns may be
+# added, never renamed: stored runs are read back by name.
+# fmt: off
+COLUMNS = (
+    # identity
+    "run_id", "cell_id", "problem", "mode", "method", "pattern", "k", "dtype", "n", "d", "h", "seed",
+    "data", "steps", "lr",
+    # where
+    "device", "device_name", "gpu_id", "node", "worker", "threads",
+    # agreement
+    "rel_err", "max_abs_err", "scale", "cosine", "tol", "agree", "diagnosis", "f64_rel_err",
+    "grad_preview", "output_preview",
+    # timing
+    "time_median_s", "time_iqr_s", "time_min_s", "time_mean_s", "samples", "inner", "stable",
+    "vs_manual", "vs_manual_lo", "vs_manual_hi", "first_call_s", "compile_s",
+    # cost
+    "peak_bytes", "peak_bytes_kind", "bytes_moved", "achieved_gbps", "forward_median_s", "cost_ratio",
+    # train mode
+    "final_loss", "final_params",
+    # outcome
+    "status", "error", "attempts", "started_at", "finished_at",
+)
+# fmt: on
+PREVIEW = 8  # values of the gradient and the output kept in each record
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+def preview(t: Tensors | torch.Tensor) -> list[float]:
+    flat = (
+        torch.cat([v.detach().reshape(-1)[:PREVIEW].cpu().double() for v in t.values()])
+        if isinstance(t, dict)
+        else t.detach().reshape(-1).cpu().double()
+    )
+    return [float(x) for x in flat[:PREVIEW]]
+
+
+def flat_params(p: Tensors) -> list[float]:
+    return [float(x) for x in torch.cat([v.detach().reshape(-1).cpu().double() for v in p.values()])]
+
+
+def status_of(exc: BaseException) -> str:
+    oom = isinstance(exc, torch.OutOfMemoryError) or "can't allocate memory" in str(exc)
+    return "oom" if oom else "error"
+
+
+def fail(record: dict, exc: BaseException) -> None:
+    record.update(status=status_of(exc), error=f"{type(exc).__name__}: {exc}", finished_at=now())
+    if record["status"] == "oom" and torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def agreement_fields(a: Agreement, formula_err: float | None, preview: list) -> dict:
+    return {
+        "rel_err": a.rel_err,
+        "max_abs_err": a.max_abs_err,
+        "scale": a.scale,
+        "cosine": a.cosine,
+        "agree": a.agree,
+        "diagnosis": a.diagnosis,
+        "f64_rel_err": formula_err,
+        "grad_preview": preview,
+    }
+
+
+def timing_fields(
+    records: dict, samples: dict[str, list[float]], floor: int | None, forward_s: float | None
+) -> None:
+    """Statistics of each method's samples, paired with manual's, and the costs derived from them:
+    `floor` is the least bytes a gradient must move, `forward_s` the time of the loss alone."""
+    manual = samples.get("manual")
+    for name, times in samples.items():
+        stats = summarize(times)
+        ratio = paired_ratio(times, manual) if manual is not None else (None, None, None)
+        t = stats["time_median_s"]
+        records[name].update(
+            stats,
+            vs_manual=ratio[0],
+            vs_manual_lo=ratio[1],
+            vs_manual_hi=ratio[2],
+            forward_median_s=forward_s,
+            cost_ratio=t / forward_s if forward_s else None,
+            achieved_gbps=floor / t / 1e9 if floor and t > 0 else None,
+        )
