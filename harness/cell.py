@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass
 import torch
 
 from . import agreement as agr
+from . import gpu
 from .env import device_name
 from .measure import TimingOptions, first_call_s, interleaved, peak_bytes, summarize
 from .methods import Method, Stepper, get_method
@@ -227,6 +228,8 @@ def _identity(c: Cell) -> dict:
 
 def _gradient(cells, setup: _Setup, records, threads, timing: TimingOptions) -> None:
     sync = _sync(setup.device)
+    # the CUDA context and cuBLAS handles are made here, not inside a method's first call
+    gpu.warm_up(setup.device, {setup.dtype, torch.float32})
     steps: dict[str, Callable[[], None]] = {}
     for cell in cells:
         record = records[cell.method]
@@ -261,7 +264,7 @@ def _gradient(cells, setup: _Setup, records, threads, timing: TimingOptions) -> 
             problem.loss(params, data)
 
     try:
-        samples, blocks = interleaved({**steps, forward_key: forward}, threads, timing, sync)
+        samples, blocks = interleaved({**steps, forward_key: forward}, threads, timing, sync, setup.device)
     except Exception as exc:
         for name in steps:
             fail(records[name], exc)

@@ -18,6 +18,8 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.benchmark import Timer
 
+from . import gpu
+
 STABLE_IQR = 0.1  # IQR / median at most this: torch.utils.benchmark warns above it too
 
 
@@ -26,6 +28,12 @@ class TimingOptions:
     min_run_time_s: float = 0.05  # time spent measuring each method of a family
     rounds: int = 11  # blocks per method, interleaved: the samples; 0 checks agreement only
     warmup: int = 3  # calls before anything is measured (lazy init, caches, allocator)
+    # zero a 256 MB buffer before every timed call (gpu.l2_flusher, as triton's do_bench does), so
+    # that no call reads what the one before left in L2: cold-cache times
+    flush_l2: bool = False
+
+
+FLUSHED_CALLS = 10  # calls per sample under flush_l2: each pays an untimed flush
 
 
 def make_timer(fn: Callable[[], None], threads: int) -> Timer:
@@ -48,17 +56,25 @@ def interleaved(
     threads: int,
     opts: TimingOptions,
     sync: Callable[[], None] = lambda: None,
+    device: str | torch.device = "cpu",
 ) -> tuple[dict[str, list[float]], dict[str, int]]:
     """Per-call times of each fn, one sample per round, the fns taking turns within a round;
     and the calls per block of each."""
     timers = {name: make_timer(fn, threads) for name, fn in fns.items()}
     target = opts.min_run_time_s / opts.rounds
     blocks = {name: block_size(t, target) for name, t in timers.items()}
+    flush = gpu.l2_flusher(device) if opts.flush_l2 else None
+    if flush is not None:
+        blocks = {name: min(b, FLUSHED_CALLS) for name, b in blocks.items()}
     samples: dict[str, list[float]] = {name: [] for name in fns}
     for _ in range(opts.rounds):
         for name, timer in timers.items():
             sync()
-            samples[name].append(timer.timeit(blocks[name]).mean)
+            if flush is None:
+                samples[name].append(timer.timeit(blocks[name]).mean)
+            else:  # a block timer would time the flushes too: call by call, the flush left out
+                times = gpu.flushed_call_times(fns[name], blocks[name], flush, device)
+                samples[name].append(sum(times) / len(times))
     return samples, blocks
 
 

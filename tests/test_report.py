@@ -251,3 +251,12 @@ def test_printed_precision():
 def test_markdown_table_escapes_pipes_and_blanks_missing_values():
     df = pd.DataFrame({"a": ["x|y", None], "b": [1.5, float("nan")]})
     assert markdown_table(df).splitlines() == ["| a | b |", "| --- | --- |", "| x\\|y | 1.5 |", "|  |  |"]
+
+
+def test_the_bandwidth_peak_comes_from_the_workers_probes():
+    from harness.report.plots_speed import measured_peak
+
+    workers = [{"bandwidth_probe_gbps": 40.0}, {"bandwidth_probe_gbps": 43.0}, {"worker": 2}]
+    assert measured_peak({"executor": {"workers": workers}}) == 43.0
+    assert measured_peak({"bandwidth_probe_gbps": 12.0}) == 12.0
+    assert measured_peak({}) is None

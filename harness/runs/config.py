@@ -118,6 +118,7 @@ class Timing(_Model):
     min_run_time_s: float = Field(TimingOptions.min_run_time_s, gt=0)
     rounds: int = Field(TimingOptions.rounds, ge=0)  # 0: check agreement, time nothing
     warmup: int = Field(TimingOptions.warmup, ge=1)
+    flush_l2: bool = TimingOptions.flush_l2  # zero 256 MB before every timed call: cold-cache times
 
     def options(self) -> TimingOptions:
         return TimingOptions(**self.model_dump())

@@ -10,6 +10,7 @@ import torch
 
 from ..cell import Cell, run_family
 from ..env import device_name
+from ..gpu import bandwidth_probe
 from ..measure import TimingOptions
 from .executor import OnRecords, failed_records
 
@@ -31,6 +32,8 @@ class LocalExecutor:
                     "device": self.device,
                     "device_name": device_name(torch.device(self.device)),
                     "threads": self.threads or torch.get_num_threads(),
+                    # the peak that achieved_gbps is set against, measured on this device
+                    **bandwidth_probe(self.device),
                 }
             ],
         }

@@ -55,6 +55,7 @@ class Worker:
         import torch
 
         from ..env import cuda_info, device_name
+        from ..gpu import bandwidth_probe
 
         tiny = [Cell("linear", m, n=8, d=2) for m in ("manual", "autograd")]
         run_family(tiny, self.device, self.threads, WARMUP)
@@ -69,6 +70,8 @@ class Worker:
             "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
             "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
             **(cuda_info() if self.device != "cpu" else {}),
+            # the peak that achieved_gbps is set against, measured on this worker's device
+            **bandwidth_probe(self.device),
         }
 
     def run(
