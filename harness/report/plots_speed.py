@@ -73,9 +73,13 @@ def facets(df: pd.DataFrame):
     return fig, axes, where
 
 
-def series(g: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
-    """Median of each column per size (cells that share a size, such as seeds, are pooled)."""
-    return g.groupby("size")[columns].median().sort_index()
+def lines(cell: pd.DataFrame, methods: list[str], columns: list[str]):
+    """(method, its line) for each method drawn in this panel: the median of each column per
+    size (cells that share a size, such as seeds, are pooled)."""
+    for m in methods:
+        s = cell[cell["method"] == m].groupby("size")[columns].median().sort_index()
+        if not s.empty:
+            yield m, s
 
 
 def time_vs_size(run: Run, out: Path) -> P.Plot:
@@ -88,10 +92,7 @@ def time_vs_size(run: Run, out: Path) -> P.Plot:
     fig, axes, where = facets(df)
     for (p, d), ax in where.items():
         cell = df[(df["problem"] == p) & (df["dtype"] == d)]
-        for m in methods:
-            s = series(cell[cell["method"] == m], ["time_median_s", "time_iqr_s", "time_min_s"])
-            if s.empty:
-                continue
+        for m, s in lines(cell, methods, ["time_median_s", "time_iqr_s", "time_min_s"]):
             # records keep the IQR, not the quartiles: median ± IQR/2, floored at the fastest sample
             med, half = s["time_median_s"], s["time_iqr_s"] / 2
             low = med - np.maximum(med - half, s["time_min_s"])
@@ -120,10 +121,7 @@ def overhead_vs_manual(run: Run, out: Path) -> P.Plot:
     fig, axes, where = facets(df)
     for (p, d), ax in where.items():
         cell = df[(df["problem"] == p) & (df["dtype"] == d)]
-        for m in methods:
-            s = series(cell[cell["method"] == m], ["vs_manual", "vs_manual_lo", "vs_manual_hi"])
-            if s.empty:
-                continue
+        for m, s in lines(cell, methods, ["vs_manual", "vs_manual_lo", "vs_manual_hi"]):
             st = P.style(m, methods)
             # bars as well as the band: a method measured at one size has no band to show
             err = [
@@ -152,10 +150,8 @@ def cost_ratio(run: Run, out: Path) -> P.Plot:
     fig, axes, where = facets(df)
     for (p, d), ax in where.items():
         cell = df[(df["problem"] == p) & (df["dtype"] == d)]
-        for m in methods:
-            s = series(cell[cell["method"] == m], ["cost_ratio"])
-            if not s.empty:
-                ax.plot(s.index, s["cost_ratio"], lw=1.6, ms=5, **P.style(m, methods))
+        for m, s in lines(cell, methods, ["cost_ratio"]):
+            ax.plot(s.index, s["cost_ratio"], lw=1.6, ms=5, **P.style(m, methods))
         ax.axhline(CHEAP_GRADIENT_BOUND, color="#b22222", lw=1.3, ls="--", label="bound 5 (Griewank–Walther)")
         if p in LINEAR_PROBLEMS:
             ax.axhline(
@@ -179,10 +175,8 @@ def bandwidth(run: Run, out: Path) -> P.Plot:
     fig, axes, where = facets(df)
     for (p, d), ax in where.items():
         cell = df[(df["problem"] == p) & (df["dtype"] == d)]
-        for m in methods:
-            s = series(cell[cell["method"] == m], ["achieved_gbps"])
-            if not s.empty:
-                ax.plot(s.index, s["achieved_gbps"], lw=1.6, ms=5, **P.style(m, methods))
+        for m, s in lines(cell, methods, ["achieved_gbps"]):
+            ax.plot(s.index, s["achieved_gbps"], lw=1.6, ms=5, **P.style(m, methods))
         if isinstance(peak, (int, float)) and peak > 0:
             ax.axhline(peak, color="#b22222", lw=1.3, ls="--", label=f"measured peak {peak:.3g} GB/s")
         ax.set_yscale("log")
