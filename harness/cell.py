@@ -24,7 +24,7 @@ from .methods import Method, Stepper, get_method
 from .patterns import Pattern, parse_pattern
 from .problems import get_problem
 from .problems.base import Problem, Tensors
-from .record import COLUMNS, agreement_fields, fail, flat_params, now, preview, status_of, timing_fields
+from .record import COLUMNS, agreement_fields, fail, flat_params, identity, now, preview, timing_fields
 
 DTYPES = {
     "float64": torch.float64,
@@ -189,7 +189,7 @@ def run_family(
         **(context or {}),
     }
     records = {
-        c.method: {**dict.fromkeys(COLUMNS), **base, **_identity(c), "started_at": started, "status": "ok"}
+        c.method: {**dict.fromkeys(COLUMNS), **base, **identity(c), "started_at": started, "status": "ok"}
         for c in cells
     }
 
@@ -197,7 +197,7 @@ def run_family(
         setup = _Setup.build(cells[0], device)
     except Exception as exc:  # data or reference failed: every cell shares the failure
         for r in records.values():
-            r.update(status=status_of(exc), error=f"{type(exc).__name__}: {exc}", finished_at=now())
+            fail(r, exc)
         return list(records.values())
 
     with torch.no_grad():
@@ -220,10 +220,6 @@ def _applicable(cell: Cell, setup: _Setup) -> Method:
     if reason:
         raise ValueError(f"not applicable: {reason}")
     return get_method(cell.method)
-
-
-def _identity(c: Cell) -> dict:
-    return {"cell_id": c.cell_id, **asdict(c), "k": c.k}
 
 
 def _gradient(cells, setup: _Setup, records, threads, timing: TimingOptions) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from datetime import datetime, timezone
 
 import torch
@@ -34,6 +35,11 @@ COLUMNS = (
 )
 # fmt: on
 PREVIEW = 8  # values of the gradient and the output kept in each record
+
+
+def identity(cell) -> dict:
+    """The identity columns of a cell (a harness.Cell): its fields, its id and its pattern's k."""
+    return {"cell_id": cell.cell_id, **asdict(cell), "k": cell.k}
 
 
 def now() -> str:

@@ -9,13 +9,11 @@ store appends them to records.jsonl. The order families finish in is the executo
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import asdict
-from datetime import datetime, timezone
 from typing import Protocol
 
 from ..cell import Cell
 from ..measure import TimingOptions
-from ..record import COLUMNS
+from ..record import COLUMNS, identity, now
 
 OnRecords = Callable[[list[dict]], None]
 
@@ -43,28 +41,22 @@ class Executor(Protocol):
     def close(self) -> None: ...
 
 
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
-
-
 def failed_records(
     cells: Sequence[Cell], status: str, error: str, context: dict | None = None, attempts: int = 1
 ) -> list[dict]:
     """Records for cells that never produced their own (a crash, a timeout, a dead worker):
     the identity columns filled in, the outcome said, every measurement None."""
-    now = _now()
+    at = now()
     return [
         {
             **dict.fromkeys(COLUMNS),
             **(context or {}),
-            **asdict(cell),
-            "cell_id": cell.cell_id,
-            "k": cell.k,
+            **identity(cell),
             "status": status,
             "error": error,
             "attempts": attempts,
-            "started_at": now,
-            "finished_at": now,
+            "started_at": at,
+            "finished_at": at,
         }
         for cell in cells
     ]
