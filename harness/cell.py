@@ -24,6 +24,7 @@ from .methods import METHODS, Method, get_method
 from .patterns import Pattern, parse_pattern
 from .problems import get_problem
 from .problems.base import Problem, Tensors
+from .profiling import bound, profile_step
 from .record import agreement_fields, fail, flat_params, identity, now, preview, timing_fields
 from .schema import Record
 
@@ -230,6 +231,7 @@ def _gradient(cells, setup: _Setup, records, threads, timing: TimingOptions) -> 
     gpu.warm_up(setup.device, {setup.dtype, torch.float32})
     steps: dict[str, Callable[[], None]] = {}
     syncs: dict[str, Callable[[], None]] = {}
+    methods: dict[str, type[Method]] = {}
     for cell in cells:
         record = records[cell.method]
         try:
@@ -249,7 +251,7 @@ def _gradient(cells, setup: _Setup, records, threads, timing: TimingOptions) -> 
                 record["peak_bytes"], record["peak_bytes_kind"] = peak_bytes(step, setup.device)
             else:
                 record["peak_bytes"], record["peak_bytes_kind"] = None, "unmeasured"
-            steps[cell.method], syncs[cell.method] = step, sync
+            steps[cell.method], syncs[cell.method], methods[cell.method] = step, sync, method
         except Exception as exc:
             fail(record, exc)
 
@@ -273,6 +275,38 @@ def _gradient(cells, setup: _Setup, records, threads, timing: TimingOptions) -> 
     timing_fields(records, samples, setup.min_bytes(), forward_s, _baseline(cells))
     for name in samples:
         records[name]["inner"] = blocks[name]
+    _floor_fractions(records, setup.device)
+    if timing.profile:
+        _profile(steps, syncs, methods, setup.device, records)
+
+
+def _floor_fractions(records, device: torch.device) -> None:
+    """Each achieved_gbps over the read probe of this process's device (measured once)."""
+    if not any(r.get("achieved_gbps") for r in records.values()):
+        return
+    read = gpu.read_floor_gbps(device)
+    for r in records.values():
+        if r.get("achieved_gbps") and read > 0:
+            r["floor_fraction"] = r["achieved_gbps"] / read
+
+
+def _profile(steps, syncs, methods, device: torch.device, records) -> None:
+    """After the timing, out of its samples: where each method's step time goes, and `bound`."""
+    for name, step in steps.items():
+        record = records[name]
+        reason = methods[name].unprofiled(device.type)
+        if reason:
+            record["profile_note"] = reason
+            continue
+        try:
+            p = profile_step(step, syncs[name], device, record["time_median_s"])
+        except Exception as exc:  # the timing stands without its explanation, which says why
+            record["profile_note"] = f"profiler failed: {type(exc).__name__}: {exc}"
+            continue
+        record.update(p.fields())
+        # busy and wall of the same profiled steps: a load spike between the timing and the
+        # profile cannot mix two moments (the profiler's few us per op lean it towards launch)
+        record["bound"] = bound(p.busy_s, p.wall_s, record["floor_fraction"])
 
 
 def _train(cells, setup: _Setup, records, threads, timing: TimingOptions) -> None:
@@ -332,3 +366,4 @@ def _train(cells, setup: _Setup, records, threads, timing: TimingOptions) -> Non
             record["diagnosis"] = (record.get("diagnosis") or "") + " training diverged (non-finite loss)"
     times = {k: v for k, v in times.items() if k in runs}
     timing_fields(records, times, setup.min_bytes(), None, _baseline(cells))
+    _floor_fractions(records, setup.device)

@@ -1,4 +1,4 @@
-"""The `gradbench` command: run | report | compare | list.
+"""The `gradbench` command: run | report | compare | list | crossover.
 
 Exit codes: 0 done; 1 a --strict run with failed cells, or a regression found by compare; 2 bad
 input (config, arguments, paths), told in one line that names the file and the field; 130 a run
@@ -42,7 +42,7 @@ DEFAULT_EXECUTOR = "ray"
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="gradbench", description="Hand-written gradients against autograd.")
-    sub = p.add_subparsers(required=True, metavar="{run,report,compare,list}")
+    sub = p.add_subparsers(required=True, metavar="{run,report,compare,list,crossover}")
     run = sub.add_parser("run", help="run the cells of a config into a run directory")
     run.add_argument("config", type=Path, metavar="CONFIG")
     run.add_argument("--out", type=Path, default=Path("results"), help="where run directories go")
@@ -70,6 +70,9 @@ def _parser() -> argparse.ArgumentParser:
     compare.set_defaults(command=cmd_compare)
     listing = sub.add_parser("list", help="problems, methods, patterns, dtypes and shipped configs")
     listing.set_defaults(command=cmd_list)
+    from .runs.crossover import add_parser as add_crossover  # its options and command live there
+
+    add_crossover(sub)
     return p
 
 

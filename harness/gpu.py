@@ -1,5 +1,5 @@
-"""What timing on a GPU needs beyond a synchronized timer: warm-up, an L2 flush, TF32 state, and a
-measured peak bandwidth to set achieved GB/s against.
+"""What timing on a GPU needs beyond a synchronized timer: warm-up, an L2 flush, TF32 state, and
+measured peak bandwidths (a copy, and a read: the floor) to set achieved GB/s against.
 
 Everything here also runs on the CPU, where it means the nearest honest thing (a host memory copy
 for the bandwidth, a large buffer zeroed to evict the caches), and says so in what it returns.
@@ -112,17 +112,66 @@ def bandwidth_probe_gbps(
     return 2 * n * 4 / best / 1e9
 
 
+def _read_seconds(src: torch.Tensor) -> float:
+    if src.is_cuda:
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        src.sum()
+        end.record()
+        end.synchronize()
+        return start.elapsed_time(end) / 1e3
+    t0 = time.perf_counter()
+    src.sum()
+    return time.perf_counter() - t0
+
+
+def read_probe_gbps(device: str | torch.device, nbytes: int | None = None, reps: int = PROBE_REPS) -> float:
+    """The read floor: the best of `reps` sums over nbytes, counted as nbytes / time (each byte
+    read once, nothing written). A one-pass gradient reads its inputs once and writes almost
+    nothing, so this, not the copy, is the bandwidth it can reach (`floor_fraction`)."""
+    device = torch.device(device)
+    n = (nbytes or PROBE_BYTES.get(device.type, PROBE_BYTES["cpu"])) // 4
+    src = torch.ones(n, dtype=torch.float32, device=device)
+    src.sum()  # the reduction kernel's own first call
+    synchronize(device)
+    best = min(_read_seconds(src) for _ in range(reps))
+    return n * 4 / best / 1e9
+
+
+def _key(device: str | torch.device) -> str:
+    """'cuda' and 'cuda:0' name one device where 0 is the current one: one probe for both."""
+    device = torch.device(device)
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", torch.cuda.current_device())
+    return str(device)
+
+
+@functools.cache
+def _read_probe(key: str, nbytes: int | None) -> float:
+    return read_probe_gbps(key, nbytes)
+
+
+def read_floor_gbps(device: str | torch.device) -> float:
+    """The read probe of `device`, measured once per process (the executor's `bandwidth_probe`
+    already measured it in a worker): what run_family sets each achieved_gbps against."""
+    return _read_probe(_key(device), None)
+
+
 @functools.cache
 def bandwidth_probe(device: str | torch.device, nbytes: int | None = None) -> dict:
-    """The probe as manifest fields, naming what was measured; once per process and device."""
+    """The copy and read probes as manifest fields, naming what was measured; once per process
+    and device."""
     device = torch.device(device)
-    nbytes = nbytes or PROBE_BYTES.get(device.type, PROBE_BYTES["cpu"])
-    kind = "cuda device-to-device copy" if device.type == "cuda" else "cpu host memory copy"
+    size = nbytes or PROBE_BYTES.get(device.type, PROBE_BYTES["cpu"])
+    cuda = device.type == "cuda"
     return {
-        "bandwidth_probe_gbps": bandwidth_probe_gbps(device, nbytes),
-        "bandwidth_probe_bytes": nbytes,
-        "bandwidth_probe_kind": kind,
+        "bandwidth_probe_gbps": bandwidth_probe_gbps(device, size),
+        "bandwidth_probe_bytes": size,
+        "bandwidth_probe_kind": "cuda device-to-device copy" if cuda else "cpu host memory copy",
         "bandwidth_probe_device": str(device),
+        "read_probe_gbps": _read_probe(_key(device), nbytes),
+        "read_probe_bytes": size,
+        "read_probe_kind": "cuda sum of a device buffer" if cuda else "cpu sum of a host buffer",
     }
 
 

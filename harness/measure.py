@@ -31,6 +31,8 @@ class TimingOptions:
     # zero a 256 MB buffer before every timed call (gpu.l2_flusher, as triton's do_bench does), so
     # that no call reads what the one before left in L2: cold-cache times
     flush_l2: bool = False
+    # after the timing, one profiled step per method: where its time goes (harness.profiling)
+    profile: bool = True
 
 
 FLUSHED_CALLS = 10  # calls per sample under flush_l2: each pays an untimed flush

@@ -70,7 +70,7 @@ class Pattern:
         rows = stepper.problem.rows(stepper.data)
         plan = self.plan(rows)
         batches = [(stepper.batch(a, b) if (a, b) != (0, rows) else stepper.data, w) for a, b, w in plan]
-        return lambda: self.step(stepper, batches)
+        return stepper.wrap_step(lambda: self.step(stepper, batches))
 
 
 PATTERNS: Registry[type[Pattern]] = Registry("pattern")

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from typing import Union, get_args, get_origin, get_type_hints
 
-GROUPS = ("identity", "where", "agreement", "timing", "cost", "train", "outcome")
+GROUPS = ("identity", "where", "agreement", "timing", "cost", "profile", "train", "outcome")
 
 
 def col(group: str, size: bool = False):
@@ -76,6 +76,15 @@ class Record:
     achieved_gbps: float | None = col("cost")
     forward_median_s: float | None = col("cost")  # the loss alone, under no_grad
     cost_ratio: float | None = col("cost")  # gradient time / forward time
+    floor_fraction: float | None = col("cost")  # achieved_gbps / the worker's read probe
+    # where the time goes: one profiled step after the timing (harness.profiling), per step
+    profile_steps: int | None = col("profile")  # steps profiled (a few only at tiny sizes)
+    ops_per_step: float | None = col("profile")  # aten ops dispatched, nested ones included
+    kernels_per_step: float | None = col("profile")  # CUDA kernels; CPU: aten ops doing work
+    busy_per_step_s: float | None = col("profile")  # device busy; CPU: time inside those ops
+    profiled_wall_s: float | None = col("profile")  # the step's wall time under the profiler
+    bound: str | None = col("profile")  # launch, memory, compute or other
+    profile_note: str | None = col("profile")  # why a timed cell was not profiled
     # train mode
     final_loss: float | None = col("train")
     final_params: list[float] | None = col("train")

@@ -1,9 +1,10 @@
 """How a gradient is obtained: one file per kind, each method registering itself on import."""
 
-from . import autograd, compiled, fused, hand_written  # noqa: F401
+from . import autograd, compiled, fused, graphed, hand_written  # noqa: F401
 from .autograd import Autograd, AutogradGrad, Func
 from .base import METHODS, Method, get_method, method_names, register_method
 from .compiled import Compiled
+from .graphed import Graphed
 from .hand_written import Manual, Numpy
 
 __all__ = [
@@ -12,6 +13,7 @@ __all__ = [
     "AutogradGrad",
     "Compiled",
     "Func",
+    "Graphed",
     "Manual",
     "Method",
     "Numpy",

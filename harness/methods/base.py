@@ -16,6 +16,7 @@ read them, and never test a method's name.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import ClassVar
 
 import torch
@@ -66,6 +67,11 @@ class Method:
             return f"{cls.name} runs on {' and '.join(DEVICE_WORDS.get(d, d) for d in cls.devices)} only"
         return None
 
+    @classmethod
+    def unprofiled(cls, device: str) -> str | None:
+        """Why torch.profiler cannot see this method's work on `device` (None: it can)."""
+        return None
+
     @staticmethod
     def synchronize(device: torch.device) -> None:
         """Wait until the work this method queued on `device` is done (timing needs it)."""
@@ -89,6 +95,11 @@ class Method:
         }
 
     # -- the verbs ---------------------------------------------------------------------------
+    def wrap_step(self, step: Callable[[], None]) -> Callable[[], None]:
+        """A pattern's bound step as this method runs it: as it is, unless the method replays it
+        (a captured CUDA graph)."""
+        return step
+
     def batch(self, start: int, stop: int):
         """The samples start:stop of the batched data (views), the rest whole."""
         return {k: (v[start:stop] if k in self.problem.batched else v) for k, v in self.data.items()}

@@ -18,6 +18,14 @@ class Compiled(Autograd):
     traceable_memory = False  # compiled kernels allocate outside the dispatcher's view
     order, color, marker = 60, "#9467bd", "P"
 
+    @classmethod
+    def unprofiled(cls, device):
+        if torch.device(device).type == "cpu":
+            # its kernels are C++ called outside the dispatcher: counted as idle host time, they
+            # would make every compiled step look launch-bound
+            return "inductor's CPU kernels are invisible to torch.profiler's operator events"
+        return None
+
     def __init__(self, problem, params, data):
         super().__init__(problem, params, data)
         # a sweep sees many shapes and dtypes: raise dynamo's default of 8 recompiles per

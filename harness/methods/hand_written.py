@@ -44,6 +44,10 @@ class Numpy(Method):
             return f"problem {problem.name!r} has no numpy_grad"
         return super().skip_reason(problem, dtype, device)
 
+    @classmethod
+    def unprofiled(cls, device):
+        return "numpy's work runs outside torch: torch.profiler sees none of it"
+
     # parameters, data and buffers live as numpy arrays, as in the seed post
     def __init__(self, problem, params, data):
         super().__init__(problem, params, data)

@@ -119,6 +119,7 @@ class Timing(_Model):
     rounds: int = Field(TimingOptions.rounds, ge=0)  # 0: check agreement, time nothing
     warmup: int = Field(TimingOptions.warmup, ge=1)
     flush_l2: bool = TimingOptions.flush_l2  # zero 256 MB before every timed call: cold-cache times
+    profile: bool = TimingOptions.profile  # one profiled step per method after the timing
 
     def options(self) -> TimingOptions:
         return TimingOptions(**self.model_dump())

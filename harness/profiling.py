@@ -1,0 +1,159 @@
+"""Where a step's time goes: one profiled step (torch.profiler), kept apart from the timing.
+
+Per step it counts the operators dispatched and the kernels that do the work, the time the device
+spends in them, and the step's wall time under the profiler; `bound` names what limits the step.
+
+On CUDA, kernels are the device's (CUPTI activity) and busy time is the union of their intervals.
+On the CPU there is no device to idle: a "kernel" is an aten op that does the work itself (not
+one that only dispatches to others, nor a view or an allocation), and busy time is the time spent
+inside those ops, their intra-op threads included. The rest of a CPU step is Python, the
+dispatcher, the autograd engine and the allocator: host overhead, the CPU's counterpart of a GPU
+waiting on kernel launches, and labelled `launch` the same way.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch.autograd import DeviceType
+from torch.profiler import ProfilerActivity, profile
+
+# Cap on the profiler's cost: one step, or as many as fill PROFILE_TARGET_S (at most
+# MAX_PROFILED_STEPS) where a step is so short that one would be all profiler noise.
+PROFILE_TARGET_S = 1e-3
+MAX_PROFILED_STEPS = 5
+
+# A step whose device is busy less than this share of its wall time is `launch`-bound: the device
+# idles most of the step while the host issues work (Python, dispatcher, autograd engine, launch
+# latency), so a faster kernel would hardly change it; issuing fewer kernels (fusion, CUDA graphs)
+# would. On an H200 autograd at n = 1e4 kept the GPU busy 22 us of 260+ us (8%); manual at n = 1e6
+# bf16 86 of 100 to 150 us (60 to 85%): half separates the two kinds of step.
+LAUNCH_BUSY_FRACTION = 0.5
+# A busy step reaching this share of the read probe's bandwidth is `memory`-bound. `floor_fraction`
+# counts one read of the inputs, and eager code (manual, autograd) reads X twice: 0.5 is its
+# ceiling, so 0.4 is an eager step within 80% of what its traffic allows, and a one-pass kernel at
+# 0.4 or more is limited by bytes as well. Below it, a busy device is `compute`-bound: its time goes
+# to arithmetic or to access patterns the kernels use poorly (cuBLAS on a tall-skinny X^T r), not
+# to bytes. Without a byte floor (problems that declare none) a busy step is `other`.
+MEMORY_FLOOR_FRACTION = 0.4
+BOUNDS = ("launch", "memory", "compute", "other")
+
+# aten ops that only alias, reshape, allocate or query: they dispatch no work of their own
+NO_WORK = frozenset(
+    "aten::" + name
+    for name in (
+        "as_strided view _reshape_alias reshape _unsafe_view alias t transpose permute expand "
+        "expand_as unsqueeze squeeze select slice split split_with_sizes narrow unbind detach "
+        "detach_ lift_fresh empty empty_like empty_strided resize_ result_type to resolve_conj "
+        "resolve_neg contiguous numpy_T _has_compatible_shallow_copy_type is_nonzero item "
+        "_local_scalar_dense set_ size stride"
+    ).split()
+)
+
+
+@dataclass(frozen=True)
+class StepProfile:
+    """Per-step averages over `steps` profiled steps."""
+
+    steps: int
+    ops: float  # aten ops dispatched, nested ones included
+    kernels: float  # CUDA kernels; on the CPU, aten ops that do work
+    busy_s: float  # device busy time; on the CPU, time inside the ops that do work
+    wall_s: float  # the step's wall time under the profiler (inflated by its per-op cost)
+
+    def fields(self) -> dict:
+        return {
+            "profile_steps": self.steps,
+            "ops_per_step": self.ops,
+            "kernels_per_step": self.kernels,
+            "busy_per_step_s": self.busy_s,
+            "profiled_wall_s": self.wall_s,
+        }
+
+
+def steps_to_profile(expected_s: float | None) -> int:
+    if not expected_s or not math.isfinite(expected_s) or expected_s <= 0:
+        return 1
+    return max(1, min(MAX_PROFILED_STEPS, math.ceil(PROFILE_TARGET_S / expected_s)))
+
+
+def profile_step(
+    step: Callable[[], None],
+    sync: Callable[[], None],
+    device: torch.device,
+    expected_s: float | None = None,
+) -> StepProfile:
+    """Profile `steps_to_profile(expected_s)` calls of an already warmed step."""
+    device = torch.device(device)
+    steps = steps_to_profile(expected_s)
+    activities = [ProfilerActivity.CPU]
+    if device.type == "cuda":
+        activities.append(ProfilerActivity.CUDA)
+    sync()
+    with profile(activities=activities) as prof:
+        start = time.perf_counter()
+        for _ in range(steps):
+            step()
+        sync()
+        wall = time.perf_counter() - start
+    events = list(prof.events())
+    ops = [e for e in events if e.device_type == DeviceType.CPU and e.name.startswith("aten::")]
+    if device.type == "cuda":
+        device_events = [e for e in events if e.device_type == DeviceType.CUDA]
+        kernels = [e for e in device_events if not e.name.startswith(("Memcpy", "Memset"))]
+        busy_us = union_us([(e.time_range.start, e.time_range.end) for e in device_events])
+        n_kernels = len(kernels)
+    else:
+        work = work_ops(ops)
+        n_kernels = len(work)
+        busy_us = sum(e.cpu_time_total for e in work)  # work ops never nest: no double count
+    return StepProfile(
+        steps=steps,
+        ops=len(ops) / steps,
+        kernels=n_kernels / steps,
+        busy_s=busy_us * 1e-6 / steps,
+        wall_s=wall / steps,
+    )
+
+
+def work_ops(ops: list) -> list:
+    """The aten ops that do the work themselves: not in NO_WORK, and with no such op anywhere
+    below them (`aten::mv` only dispatches to `aten::addmv_`, which is the one counted)."""
+    memo: dict[int, bool] = {}
+
+    def work_below(e) -> bool:
+        if id(e) not in memo:
+            memo[id(e)] = any(_real(c) or work_below(c) for c in e.cpu_children)
+        return memo[id(e)]
+
+    return [e for e in ops if _real(e) and not work_below(e)]
+
+
+def _real(e) -> bool:
+    return e.name.startswith("aten::") and e.name not in NO_WORK
+
+
+def union_us(intervals: list[tuple[float, float]]) -> float:
+    """Length of the union of [start, end] intervals: kernels on several streams overlap."""
+    total, end = 0.0, -math.inf
+    for a, b in sorted(intervals):
+        if b <= end:
+            continue
+        total += b - max(a, end)
+        end = b
+    return total
+
+
+def bound(busy_s: float | None, wall_s: float | None, floor_fraction: float | None) -> str | None:
+    """`launch`, `memory`, `compute` or `other` (see the thresholds above); None when unprofiled."""
+    if busy_s is None or not wall_s or wall_s <= 0:
+        return None
+    if busy_s / wall_s < LAUNCH_BUSY_FRACTION:
+        return "launch"
+    if floor_fraction is None or not math.isfinite(floor_fraction):
+        return "other"
+    return "memory" if floor_fraction >= MEMORY_FLOOR_FRACTION else "compute"

@@ -1,0 +1,274 @@
+"""The crossover: the n at which a method's paired overhead over the baseline falls under a threshold
+(autograd over manual under 10%), found by bisection over n on a geometric scale.
+
+Each step measures one family (the baseline and the method, interleaved, so the ratio is paired)
+and its 95% interval decides: the whole interval above the threshold, the crossover is at larger
+n; the whole interval below, at smaller n; straddling, the step is measured again with twice the
+rounds, and if it still straddles, the overhead there cannot be told from the threshold: the search
+says so and stops there. The search assumes the overhead falls as n grows (a fixed cost per step
+over a cost that grows with n); it stops when the bracket is narrower than `resolution` or after
+`max_steps` measurements.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+Measure = Callable[[int, int], tuple[float, float, float]]  # (n, rounds) -> (ratio, lo, hi)
+
+ABOVE, BELOW, STRADDLES = "above", "below", "straddles"
+
+
+@dataclass(frozen=True)
+class Point:
+    n: int
+    ratio: float
+    lo: float
+    hi: float
+    rounds: int
+
+    def side(self, threshold: float) -> str:
+        if self.lo > threshold:
+            return ABOVE
+        if self.hi < threshold:
+            return BELOW
+        return STRADDLES
+
+
+@dataclass
+class Crossover:
+    """Where the search ended. `outcome`: found (between `above` and `below`), straddles (at
+    `near`, indistinguishable from the threshold), none in range (above it at n_max), below range
+    (under it already at n_min)."""
+
+    threshold: float
+    n_min: int
+    n_max: int
+    points: list[Point] = field(default_factory=list)  # in the order measured
+    outcome: str = ""
+    above: Point | None = None  # the largest n whose whole interval is above the threshold
+    below: Point | None = None  # the smallest n whose whole interval is below it
+    near: Point | None = None  # a point that still straddles it after refinement
+
+    @property
+    def n(self) -> float | None:
+        """The crossover's estimate: the geometric middle of its bracket, or the straddling n."""
+        if self.near is not None:
+            return float(self.near.n)
+        if self.outcome == "found":
+            return math.sqrt(self.above.n * self.below.n)
+        return None
+
+    @property
+    def interval(self) -> tuple[int | None, int | None]:
+        """The n between which the crossover lies (None: open on that side)."""
+        return (self.above.n if self.above else None, self.below.n if self.below else None)
+
+    def sentence(self, what: str = "the overhead") -> str:
+        t = f"{(self.threshold - 1):.0%}"
+        lo, hi = self.interval
+        if self.outcome == "found":
+            return f"{what} falls under {t} between n = {lo:,} and n = {hi:,} (about n = {self.n:,.0f})"
+        if self.outcome == "straddles":
+            where = f"between n = {lo or self.n_min:,} and n = {hi or self.n_max:,}"
+            return f"{what} is indistinguishable from {t} at n = {self.near.n:,} ({_ratio(self.near)}), {where}"
+        ends = f"{_ratio(self.points[0])} at n = {self.points[0].n:,}"
+        if len(self.points) > 1:
+            ends += f", {_ratio(self.points[1])} at n = {self.points[1].n:,}"
+        if self.outcome == "none in range":
+            return f"no crossover up to n = {self.n_max:,}: {what} stays above {t} ({ends})"
+        return f"{what} is under {t} already at n = {self.n_min:,} ({ends})"
+
+    def as_dict(self) -> dict:
+        return {**asdict(self), "n": self.n, "interval": list(self.interval)}
+
+
+def _ratio(p: Point) -> str:
+    return f"{p.ratio:.3f}x ({p.lo:.3f} to {p.hi:.3f})"
+
+
+def search(
+    measure: Measure,
+    n_min: int,
+    n_max: int,
+    threshold: float = 1.10,
+    rounds: int = 11,
+    max_steps: int = 10,
+    refine: int = 1,
+    resolution: float = 1.25,
+    quantum: int = 1,
+) -> Crossover:
+    """Bisect [n_min, n_max] for the crossover; `quantum` rounds every n to a multiple of it (a
+    pattern's k). At most `max_steps` measurements plus `refine` more for each straddling one."""
+    if not 1 <= n_min < n_max:
+        raise ValueError(f"need 1 <= n_min < n_max, got {n_min} and {n_max}")
+    out = Crossover(threshold, n_min, n_max)
+
+    def decide(n: int) -> str:
+        r = rounds
+        for attempt in range(refine + 1):
+            p = Point(n, *measure(n, r), rounds=r)
+            out.points.append(p)
+            side = p.side(threshold)
+            if side != STRADDLES or attempt == refine:
+                break
+            r *= 2
+        if side == ABOVE:
+            out.above = p
+        elif side == BELOW:
+            out.below = p
+        else:
+            out.near = p
+        return side
+
+    first, last = decide(n_min), decide(n_max)
+    if first == BELOW:
+        out.outcome, out.near = "below range", None
+        return out
+    if last == ABOVE:
+        out.outcome, out.near = "none in range", None
+        return out
+    if STRADDLES in (first, last):  # `near` is the end that straddles (n_max if both do)
+        out.outcome = "straddles"
+        return out
+    a, b = n_min, n_max
+    while len(out.points) < max_steps and b / a > resolution:
+        mid = max(quantum, round(math.sqrt(a * b) / quantum) * quantum)
+        if not a < mid < b:
+            break
+        side = decide(mid)
+        if side == STRADDLES:
+            out.outcome = "straddles"
+            return out
+        a, b = (mid, b) if side == ABOVE else (a, mid)
+    out.outcome = "found"
+    return out
+
+
+def family_measure(
+    problem: str,
+    d: int | None,
+    dtype: str,
+    methods: tuple[str, str],
+    device: str,
+    pattern: str = "full",
+    min_run_time_s: float = 0.2,
+    threads: int | None = None,
+    seed: int = 0,
+) -> Measure:
+    """(n, rounds) -> the paired ratio of methods[1] to methods[0] with its 95% interval, from one
+    family run by run_family (no profiling: only the ratio is wanted)."""
+    from ..cell import Cell, run_family
+    from ..measure import TimingOptions
+
+    base, other = methods
+
+    def measure(n: int, rounds: int) -> tuple[float, float, float]:
+        cells = [Cell(problem, m, pattern=pattern, dtype=dtype, n=n, d=d, seed=seed) for m in methods]
+        timing = TimingOptions(min_run_time_s=min_run_time_s, rounds=rounds, profile=False)
+        records = {r["method"]: r for r in run_family(cells, device, threads, timing)}
+        for r in records.values():
+            if r["status"] != "ok":
+                raise RuntimeError(f"{r['method']} at n={n}: {r['status']} {r['error'] or ''}".strip())
+        r = records[other]
+        if r["vs_manual"] is None:
+            raise RuntimeError(f"{other} at n={n} has no ratio to {base}: is {base} the baseline method?")
+        return r["vs_manual"], r["vs_manual_lo"], r["vs_manual_hi"]
+
+    return measure
+
+
+def table(result: Crossover) -> str:
+    lines = [f"{'n':>12}  {'ratio':>7}  {'95% interval':>17}  {'rounds':>6}  side"]
+    for p in result.points:
+        lines.append(
+            f"{p.n:>12,}  {p.ratio:>7.3f}  {p.lo:>7.3f} to {p.hi:<7.3f}  {p.rounds:>6}  {p.side(result.threshold)}"
+        )
+    return "\n".join(lines)
+
+
+def write_json(result: Crossover, path, context: dict) -> None:
+    with open(path, "w") as f:
+        json.dump({**context, **result.as_dict()}, f, indent=2)
+
+
+# --- `gradbench crossover` ------------------------------------------------------------------------
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("crossover", help="the n where a method's paired overhead over manual falls under 10%")
+    p.add_argument("--problem", default="linear")
+    p.add_argument("--d", type=int, default=64, help="features (problems that have d)")
+    p.add_argument("--dtype", default="float32")
+    p.add_argument("--pattern", default="full")
+    p.add_argument("--methods", default="manual,autograd", help="BASELINE,METHOD (default manual,autograd)")
+    p.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda where torch sees one")
+    p.add_argument("--n-min", type=int, default=1_000)
+    p.add_argument("--n-max", type=int, default=1_000_000)
+    p.add_argument("--threshold", type=float, default=1.10, help="ratio the overhead must fall under")
+    p.add_argument("--rounds", type=int, default=11, help="paired rounds per measurement (doubled to refine)")
+    p.add_argument("--min-run-time", type=float, default=0.2, help="seconds measuring each method per n")
+    p.add_argument("--max-steps", type=int, default=10, help="measurements at most (refinements aside)")
+    p.add_argument("--threads", type=int, help="torch threads (default: torch's)")
+    p.add_argument("--json", type=Path, help="also write the result here")
+    p.set_defaults(command=command)
+
+
+def command(args) -> int:
+    """Bad input is told in one line and exits 2, as everywhere in the command."""
+    try:
+        measure, context, quantum = _prepare(args)
+    except ValueError as exc:
+        print(f"gradbench: error: {exc}", file=sys.stderr)
+        return 2
+    print(f"crossover of {context['method']} over {context['baseline']} on {context['device_name']}:")
+    result = search(
+        measure, args.n_min, args.n_max, args.threshold, args.rounds, args.max_steps, quantum=quantum
+    )
+    print(table(result))
+    print(result.sentence(f"{context['method']}'s overhead over {context['baseline']}"))
+    if args.json:
+        write_json(result, args.json, context)
+        print(args.json)
+    return 0
+
+
+def _prepare(args) -> tuple[Measure, dict, int]:
+    import torch
+
+    from ..cell import DTYPES, Cell
+    from ..env import device_name
+
+    methods = tuple(m.strip() for m in args.methods.split(","))
+    if len(methods) != 2:
+        raise ValueError(f"--methods: give BASELINE,METHOD, got {args.methods!r}")
+    if not 1 <= args.n_min < args.n_max:
+        raise ValueError(f"--n-min, --n-max: need 1 <= n-min < n-max, got {args.n_min} and {args.n_max}")
+    if args.threshold <= 1 or args.rounds < 3 or args.min_run_time <= 0:
+        raise ValueError("--threshold must be > 1, --rounds >= 3, --min-run-time > 0")
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    for m in methods:  # unknown names, and what cannot run here, are told before anything runs
+        cell = Cell(args.problem, m, pattern=args.pattern, dtype=args.dtype, n=args.n_max, d=args.d)
+        reason = cell.skip_reason(device)
+        if reason:
+            raise ValueError(f"--methods: {m} cannot run: {reason}")
+    quantum = Cell(args.problem, methods[0], pattern=args.pattern, n=args.n_max, d=args.d).k
+    context = {
+        "problem": args.problem,
+        "d": args.d,
+        "dtype": str(DTYPES[args.dtype]).removeprefix("torch."),
+        "pattern": args.pattern,
+        "baseline": methods[0],
+        "method": methods[1],
+        "device": device,
+        "device_name": device_name(torch.device(device)),
+    }
+    measure = family_measure(
+        args.problem, args.d, args.dtype, methods, device, args.pattern, args.min_run_time, args.threads
+    )
+    return measure, context, quantum
