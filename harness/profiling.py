@@ -43,16 +43,17 @@ MEMORY_FLOOR_FRACTION = 0.4
 BOUNDS = ("launch", "memory", "compute", "other")
 
 # aten ops that only alias, reshape, allocate or query: they dispatch no work of their own
-NO_WORK = frozenset(
-    "aten::" + name
-    for name in (
-        "as_strided view _reshape_alias reshape _unsafe_view alias t transpose permute expand "
-        "expand_as unsqueeze squeeze select slice split split_with_sizes narrow unbind detach "
-        "detach_ lift_fresh empty empty_like empty_strided resize_ result_type to resolve_conj "
-        "resolve_neg contiguous numpy_T _has_compatible_shallow_copy_type is_nonzero item "
-        "_local_scalar_dense set_ size stride"
-    ).split()
+# fmt: off
+_NO_WORK_NAMES = (
+    "as_strided", "view", "_reshape_alias", "reshape", "_unsafe_view", "alias", "t", "transpose",
+    "permute", "expand", "expand_as", "unsqueeze", "squeeze", "select", "slice", "split",
+    "split_with_sizes", "narrow", "unbind", "detach", "detach_", "lift_fresh", "empty",
+    "empty_like", "empty_strided", "resize_", "result_type", "to", "resolve_conj", "resolve_neg",
+    "contiguous", "numpy_T", "_has_compatible_shallow_copy_type", "is_nonzero", "item",
+    "_local_scalar_dense", "set_", "size", "stride",
 )
+# fmt: on
+NO_WORK = frozenset(f"aten::{name}" for name in _NO_WORK_NAMES)
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
+from . import explain
 from . import summary as S
 from .data import Run
 from .plotting import Plot
@@ -91,6 +92,21 @@ def _verdict(v: S.Verdict, seed: pd.DataFrame | None) -> list:
     return blocks
 
 
+def _where_time_goes(df: pd.DataFrame) -> list:
+    words = explain.sentences(df)
+    if not words:
+        return []
+    note = (
+        "One profiled step per method after the timing (torch.profiler). Busy is the device's kernel "
+        "time; on the CPU, the time inside the ops that do work, the rest being Python, dispatcher and "
+        "autograd engine. Launch-bound: busy under half the step; memory-bound: at 40% or more of the "
+        "read floor (one read of the inputs; eager code reads X twice, so 50% is its ceiling, and inputs "
+        "that fit in cache can pass 100%)."
+    )
+    table = explain.profile_table(df)
+    return [Heading("Where the time goes"), Bullets(words), Para(note), Table(table, collapsed=True)]
+
+
 def _seed(table: pd.DataFrame) -> list:
     matched = table["match"].str.startswith("✓").sum()
     measured = (table["match"] != "—").sum()
@@ -121,6 +137,7 @@ def build(run: Run, plots: list[Plot]) -> Document:
     doc.add(Para(_headline(run)))
     seed = replay(run) if is_seed_run(run) else None
     doc.add(*_verdict(S.verdict(df), seed))
+    doc.add(*_where_time_goes(df))
     if seed is not None:
         doc.add(*_seed(seed))
     doc.add(Heading("Tables"))

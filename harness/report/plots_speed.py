@@ -173,6 +173,7 @@ def bandwidth(run: Run, out: Path) -> P.Plot:
         plot.skipped = "needs achieved_gbps (problems with a byte floor) at two sizes or more"
         return plot
     peak = measured_peak(run.manifest)
+    read = measured_peak(run.manifest, "read_probe_gbps")
     methods = P.methods_of(df)
     fig, axes, where = facets(df)
     for (p, d), ax in where.items():
@@ -180,7 +181,9 @@ def bandwidth(run: Run, out: Path) -> P.Plot:
         for m, s in lines(cell, methods, ["achieved_gbps"]):
             ax.plot(s.index, s["achieved_gbps"], lw=1.6, ms=5, **P.style(m, methods))
         if isinstance(peak, (int, float)) and peak > 0:
-            ax.axhline(peak, color="#b22222", lw=1.3, ls="--", label=f"measured peak {peak:.3g} GB/s")
+            ax.axhline(peak, color="#b22222", lw=1.3, ls="--", label=f"copy probe {peak:.3g} GB/s")
+        if isinstance(read, (int, float)) and read > 0:  # the floor a one-pass gradient can reach
+            ax.axhline(read, color="#555555", lw=1.3, ls=":", label=f"read probe {read:.3g} GB/s")
         ax.set_yscale("log")
         P.log_ticks(ax)
         ax.set_ylabel("GB/s (one-pass bytes ÷ time)")
@@ -193,9 +196,10 @@ def bandwidth(run: Run, out: Path) -> P.Plot:
 PLOTS = (time_vs_size, overhead_vs_manual, cost_ratio, bandwidth)
 
 
-def measured_peak(manifest: dict) -> float | None:
-    """The device's copy bandwidth probed by the workers (the best of them), or the manifest's own."""
+def measured_peak(manifest: dict, key: str = "bandwidth_probe_gbps") -> float | None:
+    """A bandwidth the workers probed (the best of them), or the manifest's own: the copy
+    (`bandwidth_probe_gbps`) or the read (`read_probe_gbps`)."""
     workers = (manifest.get("executor") or {}).get("workers") or []
-    probes = [w.get("bandwidth_probe_gbps") for w in workers if isinstance(w, dict)]
+    probes = [w.get(key) for w in workers if isinstance(w, dict)]
     probes = [p for p in probes if isinstance(p, (int, float)) and p > 0]
-    return max(probes) if probes else manifest.get("bandwidth_probe_gbps")
+    return max(probes) if probes else manifest.get(key)

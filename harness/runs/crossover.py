@@ -76,7 +76,9 @@ class Crossover:
             return f"{what} falls under {t} between n = {lo:,} and n = {hi:,} (about n = {self.n:,.0f})"
         if self.outcome == "straddles":
             where = f"between n = {lo or self.n_min:,} and n = {hi or self.n_max:,}"
-            return f"{what} is indistinguishable from {t} at n = {self.near.n:,} ({_ratio(self.near)}), {where}"
+            return (
+                f"{what} is indistinguishable from {t} at n = {self.near.n:,} ({_ratio(self.near)}), {where}"
+            )
         ends = f"{_ratio(self.points[0])} at n = {self.points[0].n:,}"
         if len(self.points) > 1:
             ends += f", {_ratio(self.points[1])} at n = {self.points[1].n:,}"
@@ -186,9 +188,8 @@ def family_measure(
 def table(result: Crossover) -> str:
     lines = [f"{'n':>12}  {'ratio':>7}  {'95% interval':>17}  {'rounds':>6}  side"]
     for p in result.points:
-        lines.append(
-            f"{p.n:>12,}  {p.ratio:>7.3f}  {p.lo:>7.3f} to {p.hi:<7.3f}  {p.rounds:>6}  {p.side(result.threshold)}"
-        )
+        side = p.side(result.threshold)
+        lines.append(f"{p.n:>12,}  {p.ratio:>7.3f}  {p.lo:>7.3f} to {p.hi:<7.3f}  {p.rounds:>6}  {side}")
     return "\n".join(lines)
 
 
