@@ -120,6 +120,14 @@ class Fused(Method):
 TRITON_MAX_D = 1024  # a tile holds whole rows in registers: BLOCK_N x next_pow2(D)
 TRITON_TILE = 8192  # elements per tile
 
+# Programs launched per SM, by dtype: each strides over tiles, so enough of them must be in flight
+# per SM to hide memory latency. Measured on an H200 (fp32, n = 1e7, d = 64): 1, 2, 4, 8, 16 per SM
+# (132 to 2112 programs) took 1.49, 0.92, 0.68, 0.69, 0.68 ms, 4 reaching the plateau at 0.90 of
+# the read floor; bf16 at 4 per SM took 0.42 ms, 0.72 of its floor: untuned (the tile's bytes halve
+# in bf16, so more programs or a wider tile are the candidates). `benchmarks/fused_floor.py
+# --device cuda --n 10000000 --dtypes float32,bfloat16` measures the row of each dtype.
+TRITON_PROGRAMS_PER_SM = {torch.float32: 4, torch.bfloat16: 4, torch.float16: 4, torch.float64: 4}
+
 
 @functools.cache
 def triton_available() -> bool:
@@ -186,7 +194,7 @@ def triton_grad(X, y, w, b, link: Link, programs: int | None = None) -> dict[str
     block_n = max(1, min(256, TRITON_TILE // block_d))
     if programs is None:  # a few programs per SM, each striding over many tiles
         sms = torch.cuda.get_device_properties(X.device).multi_processor_count if X.is_cuda else 4
-        programs = 4 * sms
+        programs = TRITON_PROGRAMS_PER_SM.get(X.dtype, 4) * sms
     programs = max(1, min(programs, triton.cdiv(n, block_n)))
     acc_dtype = torch.float64 if X.dtype == torch.float64 else torch.float32
     dw_part = torch.empty(programs, block_d, dtype=acc_dtype, device=X.device)
