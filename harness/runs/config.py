@@ -14,6 +14,7 @@ import itertools
 import json
 import math
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
@@ -21,12 +22,13 @@ from typing import Annotated, Any
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
 
-from ..cell import DTYPES, MODES, Cell
+from ..cell import DEVICES, DTYPES, MODES, Cell
 from ..measure import TimingOptions
 from ..methods import get_method, method_names
 from ..patterns import parse_pattern
 from ..plugins import PluginError, load_plugin
 from ..problems import get_problem
+from ..schema import SIZE_NAMES
 
 
 class ConfigError(Exception):
@@ -135,6 +137,7 @@ class ProblemGrid(_Model):
     patterns: Names = None
     dtypes: Names = None
     modes: Names = None
+    devices: Names = None
     steps: int | None = Field(None, ge=1)  # train mode
     lr: float | None = Field(None, gt=0)  # train mode
 
@@ -154,6 +157,9 @@ class Experiment(_Model):
     patterns: list[str] = ["full"]
     dtypes: list[str] = ["float32"]
     modes: list[str] = ["gradient"]
+    # cpu, cuda, or auto: cuda where the workers have a GPU, else cpu; a method that runs on the
+    # CPU only (numpy) runs there in a GPU run
+    devices: list[str] = ["auto"]
     timing: Timing = Timing()
     plugins: list[str] = []  # paths relative to the config file
     cell_timeout_s: float = Field(600.0, gt=0)  # per cell, enforced by executors that can
@@ -253,11 +259,13 @@ def _entry_field(config: Config, name: str, i: int) -> str:
     return f"problems.{name}" if len(config.experiment.problems[name]) == 1 else f"problems.{name}[{i}]"
 
 
+LISTS = ("methods", "patterns", "dtypes", "modes", "devices")  # top-level lists an entry may override
+
+
 def _lists(config: Config, entry: ProblemGrid) -> dict[str, list[str]]:
     top = config.experiment
     return {
-        key: getattr(entry, key) if getattr(entry, key) is not None else getattr(top, key)
-        for key in ("methods", "patterns", "dtypes", "modes")
+        key: getattr(entry, key) if getattr(entry, key) is not None else getattr(top, key) for key in LISTS
     }
 
 
@@ -267,8 +275,9 @@ def _check_names(config: Config) -> None:
         "methods": (method_names(), get_method),
         "dtypes": (list(DTYPES), None),
         "modes": (list(MODES), None),
+        "devices": (["auto", *DEVICES], None),
     }
-    for key in ("methods", "patterns", "dtypes", "modes"):
+    for key in LISTS:
         _check_list(path, key, getattr(top, key), known)
     if not top.problems:
         raise ConfigError(path, "problems", "empty grid: no problems")
@@ -281,10 +290,10 @@ def _check_names(config: Config) -> None:
             raise ConfigError(path, f"problems.{name}", "empty grid: an empty list of entries")
         for i, entry in enumerate(entries):
             where = _entry_field(config, name, i)
-            for key in ("methods", "patterns", "dtypes", "modes"):
+            for key in LISTS:
                 if getattr(entry, key) is not None:
                     _check_list(path, f"{where}.{key}", getattr(entry, key), known)
-            for size in ("n", "d", "h"):
+            for size in SIZE_NAMES:
                 given = getattr(entry, size) is not None
                 if given and size not in problem.sizes:
                     takes = ", ".join(problem.sizes) or "no sizes"
@@ -353,8 +362,22 @@ class Grid:
         return list(groups.values())
 
 
-def expand(config: Config, device: str = "cpu") -> Grid:
-    """Every cell of the config on `device`, and the combinations that cannot run, with why."""
+def resolve_device(spec: str, method: str, available: Sequence[str]) -> tuple[str, str | None]:
+    """(device, why it cannot run there or None) of one method under a config's device spec.
+    `auto` is the best device of the workers that the method runs on: cuda before cpu."""
+    if spec == "auto":
+        runs_on = get_method(method).devices
+        usable = [d for d in ("cuda", "cpu") if d in available and d in runs_on]
+        return (usable[0], None) if usable else (available[0], None)
+    if spec not in available:
+        return spec, f"no worker has a {spec} device here (workers: {', '.join(available)})"
+    return spec, None
+
+
+def expand(config: Config, available: Sequence[str] = ("cpu",), device: str | None = None) -> Grid:
+    """Every cell of the config, each on its device, and the combinations that cannot run, with
+    why. `available` are the device types the workers have; `device`, when given, replaces the
+    config's `devices` lists (the command's --device)."""
     top = config.experiment
     cells: dict[str, Cell] = {}
     skipped: dict[str, tuple[Cell, str]] = {}
@@ -362,19 +385,22 @@ def expand(config: Config, device: str = "cpu") -> Grid:
         for i, entry in enumerate(entries):
             lists = _lists(config, entry)
             where = _entry_field(config, name, i)
-            sizes = [getattr(entry, s) or [None] for s in ("n", "d", "h")]
+            sizes = [getattr(entry, s) or [None] for s in SIZE_NAMES]
             for n, d, h in itertools.product(*sizes):
                 _check_k(config, where, lists["patterns"], get_problem(name), n)
                 seed = family_seed(top.seed, name, n, d, h, entry.data)
-                for mode, dtype, pattern, method in itertools.product(
-                    lists["modes"], lists["dtypes"], lists["patterns"], lists["methods"]
+                specs = [device] if device else lists["devices"]
+                for mode, dtype, pattern, spec, method in itertools.product(
+                    lists["modes"], lists["dtypes"], lists["patterns"], specs, lists["methods"]
                 ):
                     train = mode == "train"
+                    on, unavailable = resolve_device(spec, method, available)
                     cell = Cell(
                         problem=name,
                         method=method,
                         pattern=pattern,
                         dtype=dtype,
+                        device=on,
                         n=n,
                         d=d,
                         h=h,
@@ -385,7 +411,7 @@ def expand(config: Config, device: str = "cpu") -> Grid:
                         lr=entry.lr if train else None,
                     )
                     try:
-                        reason = cell.skip_reason(device)
+                        reason = unavailable or cell.skip_reason()
                     except ValueError as exc:
                         raise ConfigError(config.path, where, exc.args[0]) from None
                     if reason:
