@@ -126,3 +126,22 @@ def test_data_and_reference_are_made_on_the_gpu():
     assert data["X"].is_cuda
     g = ref.reference_grad(p, params, data, chunk_rows=1000)
     assert g["w"].is_cuda and g["w"].dtype == torch.float64
+
+
+@pytest.mark.slow
+def test_gpu_check_runs_its_steps_and_prints_one_table(tmp_path):
+    import subprocess
+    import sys
+
+    script = ROOT / "benchmarks/gpu_check.py"
+    out = subprocess.run(
+        [sys.executable, str(script), "--smoke", "--executor", "local", "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "seed.yaml: 13 cells {'ok': 12, 'mismatch': 1}" in out.stdout  # the post's numpy bug
+    assert "agreement: 6 of 6 cells agree" in out.stdout and "sweep efficiency: 0." in out.stdout
+    assert "| problem | dtype | pattern | n | manual | autograd | fused | best GB/s |" in out.stdout
+    assert (tmp_path / "summary.md").read_text().strip() == out.stdout.strip()
