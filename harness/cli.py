@@ -16,8 +16,9 @@ from dataclasses import asdict
 from datetime import datetime, timezone
 from pathlib import Path
 
-from .runs.config import ConfigError, Grid, expand, load_config
+from .runs.config import ConfigError, load_config
 from .runs.efficiency import sweep_efficiency
+from .runs.grid import Grid, expand
 from .runs.store import RunStore
 
 EXPERIMENTS = Path(__file__).resolve().parent.parent / "experiments"

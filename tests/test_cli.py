@@ -15,7 +15,8 @@ import torch
 
 import harness
 from harness.cli import main
-from harness.runs.config import expand, load_config
+from harness.runs.config import load_config
+from harness.runs.grid import expand
 from harness.runs.store import load_trajectories, read_jsonl
 
 ROOT = Path(__file__).resolve().parent.parent

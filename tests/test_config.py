@@ -8,7 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from harness.runs.config import ConfigError, expand, family_seed, load_config
+from harness.runs.config import ConfigError, load_config
+from harness.runs.grid import expand, family_seed
 
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED = sorted((ROOT / "experiments").glob("*.yaml"))

@@ -13,8 +13,9 @@ from harness import Cell, run_family
 from harness import reference as ref
 from harness.cli import main
 from harness.problems import get_problem
-from harness.runs.config import expand, load_config
+from harness.runs.config import load_config
 from harness.runs.efficiency import sweep_efficiency
+from harness.runs.grid import expand
 from harness.runs.store import load
 from helpers import NO_TIMING, ROOT, TINY_TIMING
 
