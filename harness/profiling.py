@@ -158,3 +158,23 @@ def bound(busy_s: float | None, wall_s: float | None, floor_fraction: float | No
     if floor_fraction is None or not math.isfinite(floor_fraction):
         return "other"
     return "memory" if floor_fraction >= MEMORY_FLOOR_FRACTION else "compute"
+
+
+def profile_records(steps: dict, syncs: dict, methods: dict, device: torch.device, records: dict) -> None:
+    """After the timing, out of its samples: each method's profile columns and `bound` in its record,
+    or in `profile_note` why it has none."""
+    for name, step in steps.items():
+        record = records[name]
+        reason = methods[name].unprofiled(device.type)
+        if reason:
+            record["profile_note"] = reason
+            continue
+        try:
+            p = profile_step(step, syncs[name], device, record["time_median_s"])
+        except Exception as exc:  # the timing stands without its explanation, which says why
+            record["profile_note"] = f"profiler failed: {type(exc).__name__}: {exc}"
+            continue
+        record.update(p.fields())
+        # busy and wall of the same profiled steps: a load spike between the timing and the
+        # profile cannot mix two moments (the profiler's few us per op lean it towards launch)
+        record["bound"] = bound(p.busy_s, p.wall_s, record["floor_fraction"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict
 from datetime import datetime, timezone
 
@@ -84,3 +85,13 @@ def timing_fields(
             cost_ratio=t / forward_s if forward_s else None,
             achieved_gbps=floor / t / 1e9 if floor and t > 0 else None,
         )
+
+
+def floor_fractions(records: dict, read_gbps: Callable[[], float]) -> None:
+    """Each achieved_gbps over the read floor (`read_gbps()`, called only when a record has one)."""
+    if not any(r.get("achieved_gbps") for r in records.values()):
+        return
+    read = read_gbps()
+    for r in records.values():
+        if r.get("achieved_gbps") and read > 0:
+            r["floor_fraction"] = r["achieved_gbps"] / read

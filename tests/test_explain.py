@@ -22,7 +22,8 @@ from harness.profiling import (
 )
 from harness.report import explain
 from harness.runs import crossover as X
-from harness.runs.config import expand, load_config
+from harness.runs.config import load_config
+from harness.runs.grid import expand
 from harness.runs.local import LocalExecutor
 
 QUICK = TimingOptions(min_run_time_s=0.01, rounds=3, warmup=1)
@@ -130,10 +131,10 @@ def test_read_floor_is_measured_once_per_process_and_device():
 
 
 def test_graphed_is_skipped_on_the_cpu_with_its_reason(tmp_path):
-    assert Cell("linear", "graphed", n=8, d=2).skip_reason("cpu") == "graphed runs on CUDA GPUs only"
+    assert Cell("linear", "graphed", n=8, d=2).skip_reason() == "graphed runs on CUDA GPUs only"
     cfg = tmp_path / "g.yaml"
     cfg.write_text("name: g\nproblems:\n  linear: {n: [8], d: [2]}\nmethods: [manual, graphed]\n")
-    grid = expand(load_config(cfg), "cpu")
+    grid = expand(load_config(cfg), ("cpu",), "cpu")
     assert {c.method for c in grid.cells} == {"manual"}
     assert any("graphed runs on CUDA GPUs only" in str(s) for s in grid.skipped)
 
@@ -161,7 +162,7 @@ def test_graphed_on_cpu_tensors_is_plain_autograd():
 
 @pytest.mark.gpu
 def test_graphed_replays_autograd_on_cuda_and_reads_fresh_inputs():
-    cells = [Cell("linear", m, n=4096, d=16) for m in ("manual", "autograd", "graphed")]
+    cells = [Cell("linear", m, device="cuda", n=4096, d=16) for m in ("manual", "autograd", "graphed")]
     recs = {r["method"]: r for r in run_family(cells, "cuda", timing=QUICK)}
     assert recs["graphed"]["status"] == "ok", recs["graphed"]["error"]
     assert recs["graphed"]["agree"] is True and recs["graphed"]["compile_s"] > 0
@@ -184,7 +185,7 @@ def test_graphed_replays_autograd_on_cuda_and_reads_fresh_inputs():
 
 @pytest.mark.gpu
 def test_cuda_profile_counts_kernels_and_busy_time():
-    cells = [Cell("linear", m, n=100_000, d=64) for m in ("manual", "autograd", "fused")]
+    cells = [Cell("linear", m, device="cuda", n=100_000, d=64) for m in ("manual", "autograd", "fused")]
     for r in run_family(cells, "cuda", timing=QUICK):
         assert r["kernels_per_step"] >= 1 and 0 < r["busy_per_step_s"] <= r["profiled_wall_s"]
         assert r["bound"] in BOUNDS and r["floor_fraction"] > 0

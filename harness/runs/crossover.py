@@ -171,7 +171,10 @@ def family_measure(
     base, other = methods
 
     def measure(n: int, rounds: int) -> tuple[float, float, float]:
-        cells = [Cell(problem, m, pattern=pattern, dtype=dtype, n=n, d=d, seed=seed) for m in methods]
+        cells = [
+            Cell(problem, m, pattern=pattern, dtype=dtype, device=device, n=n, d=d, seed=seed)
+            for m in methods
+        ]
         timing = TimingOptions(min_run_time_s=min_run_time_s, rounds=rounds, profile=False)
         records = {r["method"]: r for r in run_family(cells, device, threads, timing)}
         for r in records.values():
@@ -254,8 +257,8 @@ def _prepare(args) -> tuple[Measure, dict, int]:
         raise ValueError("--threshold must be > 1, --rounds >= 3, --min-run-time > 0")
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     for m in methods:  # unknown names, and what cannot run here, are told before anything runs
-        cell = Cell(args.problem, m, pattern=args.pattern, dtype=args.dtype, n=args.n_max, d=args.d)
-        reason = cell.skip_reason(device)
+        cell = Cell(args.problem, m, args.pattern, args.dtype, device, n=args.n_max, d=args.d)
+        reason = cell.skip_reason()
         if reason:
             raise ValueError(f"--methods: {m} cannot run: {reason}")
     quantum = Cell(args.problem, methods[0], pattern=args.pattern, n=args.n_max, d=args.d).k
