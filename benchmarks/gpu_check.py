@@ -6,6 +6,10 @@
     3. the seed post, replayed             experiments/seed.yaml (its numpy cell on the CPU)
     4. an independent timer                triton.testing.do_bench of the n = 1e8 linear manual
                                            gradient beside gradbench's median of the same cell
+    5. where the time goes                 the sweep's largest overheads explained by their
+                                           profiled steps; fused against the read floor
+    6. the crossover                       `gradbench crossover`: the n where autograd's overhead
+                                           over manual falls under 10% (linear, d = 64, float32)
 
 Runs with a plain `python3` (no .venv): `make gpu-check PY=python3`. `--smoke` runs a tiny CPU
 version of 2 to 4 (what the test suite checks on machines without a GPU).
@@ -74,6 +78,35 @@ def independent_time(n: int, d: int, device: str) -> tuple[float | None, str]:
 
     timer = Timer("step()", globals={"step": step}, num_threads=torch.get_num_threads())
     return timer.blocked_autorange(min_run_time=0.2).median, "torch.utils.benchmark"
+
+
+CROSSOVER = ["--d", "64", "--n-min", "10000", "--n-max", "10000000"]
+SMOKE_CROSSOVER = ["--d", "8", "--n-min", "100", "--n-max", "2000", "--rounds", "3", "--min-run-time", "0.01"]
+
+
+def where_time_goes(records: pd.DataFrame) -> list[str]:
+    from harness.report.explain import sentences
+
+    out = [f"- {s}" for s in sentences(records, top=4)]
+    fused = records[(records["method"] == "fused") & records["floor_fraction"].notna()]
+    for (problem, dtype), g in fused.groupby(["problem", "dtype"], sort=True):
+        best = g.loc[g["floor_fraction"].idxmax()]
+        out.append(
+            f"- fused {problem} {dtype}: {best['floor_fraction']:.2f} of the read floor at n={best['n']:.0e}"
+        )
+    return out
+
+
+def crossover(device: str, smoke: bool, out: Path) -> list[str]:
+    path = out / "crossover.json"
+    args = SMOKE_CROSSOVER + ["--max-steps", "2"] if smoke else CROSSOVER
+    code, text, wall = sh(
+        "-m", "harness.cli", "crossover", "--device", device, *args, "--json", str(path), timeout=300
+    )
+    if code != 0 or not path.exists():
+        return [f"- crossover: exit {code}: {text.splitlines()[-1] if text else ''}"]
+    found = json.loads(path.read_text())
+    return [f"- crossover on {found['device_name']}: {found['sentence']} ({wall:.0f} s)"]
 
 
 def sweep_table(records: pd.DataFrame) -> pd.DataFrame:
@@ -146,6 +179,7 @@ def main(argv: list[str] | None = None) -> int:
             f"- linear n={n_big:.0e} manual float32: gradbench median {mine * 1e3:.3f} ms, {timer} "
             f"{theirs * 1e3:.3f} ms ({mine / theirs:.3f}x)"
         ]
+    lines += where_time_goes(records) + crossover(device, args.smoke, args.out)
     table = sweep_table(records)
     text = "\n".join([*lines, "", markdown_table(table) if len(table) else "(no gradient cells)"])
     (args.out / "summary.md").write_text(text + "\n")

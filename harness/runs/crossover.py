@@ -197,8 +197,9 @@ def table(result: Crossover) -> str:
 
 
 def write_json(result: Crossover, path, context: dict) -> None:
+    sentence = result.sentence(f"{context['method']}'s overhead over {context['baseline']}")
     with open(path, "w") as f:
-        json.dump({**context, **result.as_dict()}, f, indent=2)
+        json.dump({**context, **result.as_dict(), "sentence": sentence}, f, indent=2)
 
 
 # --- `gradbench crossover` ------------------------------------------------------------------------
