@@ -75,10 +75,12 @@ class Crossover:
         if self.outcome == "found":
             return f"{what} falls under {t} between n = {lo:,} and n = {hi:,} (about n = {self.n:,.0f})"
         if self.outcome == "straddles":
-            where = f"between n = {lo or self.n_min:,} and n = {hi or self.n_max:,}"
-            return (
-                f"{what} is indistinguishable from {t} at n = {self.near.n:,} ({_ratio(self.near)}), {where}"
-            )
+            text = f"{what} is indistinguishable from {t} at n = {self.near.n:,} ({_ratio(self.near)})"
+            if self.above:
+                text += f"; above it at n = {lo:,} ({_ratio(self.above)})"
+            if self.below:
+                text += f"; under it at n = {hi:,} ({_ratio(self.below)})"
+            return text
         ends = f"{_ratio(self.points[0])} at n = {self.points[0].n:,}"
         if len(self.points) > 1:
             ends += f", {_ratio(self.points[1])} at n = {self.points[1].n:,}"
