@@ -2,6 +2,7 @@
 
 import argparse
 import math
+import time
 
 import pandas as pd
 import pytest
@@ -83,8 +84,12 @@ def test_every_timed_cell_has_a_profile_and_a_bound_or_says_why_not(records):
         if r["method"] == "numpy":
             assert r["bound"] is None and "numpy" in r["profile_note"]
             continue
-        assert r["bound"] in BOUNDS, r["method"]
-        assert r["profile_steps"] >= 1 and r["profile_note"] is None
+        assert r["profile_steps"] >= 1
+        # a profile the machine's load disturbed (5x the timed median, three tries) gives no bound
+        # and says so: on a quiet machine every cell has one
+        assert (r["bound"] in BOUNDS and r["profile_note"] is None) or r["profile_note"].startswith(
+            "disturbed"
+        )
         assert 0 < r["kernels_per_step"] <= r["ops_per_step"]
         assert r["busy_per_step_s"] > 0 and r["profiled_wall_s"] > 0
 
@@ -101,6 +106,23 @@ def test_floor_fraction_is_achieved_over_the_read_probe(records):
     read = gpu.read_floor_gbps("cpu")
     for r in records:
         assert r["floor_fraction"] == pytest.approx(r["achieved_gbps"] / read)
+
+
+def test_a_disturbed_profile_is_tried_again_and_gives_no_bound_if_it_stays_so():
+    from harness.profiling import PROFILE_TRIES, profile_records
+
+    calls = []
+
+    def step():
+        calls.append(1)
+        time.sleep(0.002)  # 2 ms a step against a "timed median" of 0.1 ms: disturbed every time
+
+    record = {"time_median_s": 1e-4, "floor_fraction": None, "profile_note": None, "bound": None}
+    cls = type("M", (), {"unprofiled": classmethod(lambda cls, device: None)})
+    profile_records({"m": step}, {"m": lambda: None}, {"m": cls}, torch.device("cpu"), {"m": record})
+    assert record["bound"] is None and record["profile_note"].startswith("disturbed: ")
+    assert len(calls) == PROFILE_TRIES * record["profile_steps"]
+    assert record["profiled_wall_s"] >= 0.002
 
 
 def test_profile_can_be_turned_off():

@@ -37,7 +37,10 @@ def bound_words(r: pd.Series) -> str:
         return f"memory-bound ({ff:.0%} of the read floor)" if ff is not None else "memory-bound"
     if b == "compute":
         return f"compute-bound (busy, at {ff:.0%} of the read floor)" if ff is not None else "compute-bound"
-    return "busy, with no byte floor to tell memory from compute" if b == "other" else "unprofiled"
+    if b == "other":
+        return "busy, with no byte floor to tell memory from compute"
+    disturbed = str(r.get("profile_note") or "").startswith("disturbed")
+    return "no bound: the profiled step was disturbed by other load" if disturbed else "unprofiled"
 
 
 def profile_words(r: pd.Series) -> str:
