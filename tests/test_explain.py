@@ -209,7 +209,8 @@ def test_graphed_replays_autograd_on_cuda_and_reads_fresh_inputs():
 def test_cuda_profile_counts_kernels_and_busy_time():
     cells = [Cell("linear", m, device="cuda", n=100_000, d=64) for m in ("manual", "autograd", "fused")]
     for r in run_family(cells, "cuda", timing=QUICK):
-        assert r["kernels_per_step"] >= 1 and 0 < r["busy_per_step_s"] <= r["profiled_wall_s"]
+        # kernel times are the GPU's clock aligned to the host's by the profiler: a little slack
+        assert r["kernels_per_step"] >= 1 and 0 < r["busy_per_step_s"] <= 1.1 * r["profiled_wall_s"]
         assert r["bound"] in BOUNDS and r["floor_fraction"] > 0
 
 
