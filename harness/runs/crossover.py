@@ -106,6 +106,7 @@ def search(
     refine: int = 1,
     resolution: float = 1.25,
     quantum: int = 1,
+    on_point: Callable[[Point], None] | None = None,
 ) -> Crossover:
     """Bisect [n_min, n_max] for the crossover; `quantum` rounds every n to a multiple of it (a
     pattern's k). At most `max_steps` measurements plus `refine` more for each straddling one."""
@@ -118,6 +119,8 @@ def search(
         for attempt in range(refine + 1):
             p = Point(n, *measure(n, r), rounds=r)
             out.points.append(p)
+            if on_point:
+                on_point(p)
             side = p.side(threshold)
             if side != STRADDLES or attempt == refine:
                 break
@@ -190,12 +193,15 @@ def family_measure(
     return measure
 
 
+HEADER = f"{'n':>12}  {'ratio':>7}  {'95% interval':>17}  {'rounds':>6}  side"
+
+
+def row(p: Point, threshold: float) -> str:
+    return f"{p.n:>12,}  {p.ratio:>7.3f}  {p.lo:>7.3f} to {p.hi:<7.3f}  {p.rounds:>6}  {p.side(threshold)}"
+
+
 def table(result: Crossover) -> str:
-    lines = [f"{'n':>12}  {'ratio':>7}  {'95% interval':>17}  {'rounds':>6}  side"]
-    for p in result.points:
-        side = p.side(result.threshold)
-        lines.append(f"{p.n:>12,}  {p.ratio:>7.3f}  {p.lo:>7.3f} to {p.hi:<7.3f}  {p.rounds:>6}  {side}")
-    return "\n".join(lines)
+    return "\n".join([HEADER, *(row(p, result.threshold) for p in result.points)])
 
 
 def write_json(result: Crossover, path, context: dict) -> None:
@@ -234,10 +240,17 @@ def command(args) -> int:
         print(f"gradbench: error: {exc}", file=sys.stderr)
         return 2
     print(f"crossover of {context['method']} over {context['baseline']} on {context['device_name']}:")
+    print(HEADER, flush=True)
     result = search(
-        measure, args.n_min, args.n_max, args.threshold, args.rounds, args.max_steps, quantum=quantum
+        measure,
+        args.n_min,
+        args.n_max,
+        args.threshold,
+        args.rounds,
+        args.max_steps,
+        quantum=quantum,
+        on_point=lambda p: print(row(p, args.threshold), flush=True),
     )
-    print(table(result))
     print(result.sentence(f"{context['method']}'s overhead over {context['baseline']}"))
     if args.json:
         write_json(result, args.json, context)
