@@ -245,6 +245,7 @@ def test_crossover_says_when_there_is_none_in_the_range():
     result = X.search(measure, 1_000, 1_000_000)
     assert result.outcome == "none in range" and result.n is None
     assert "no crossover up to n = 1,000,000" in result.sentence()
+    assert "at n = 1,000, " in result.sentence() and result.sentence().endswith("at n = 1,000,000)")
     assert len(result.points) == 2  # the two ends, measured once each
 
 

@@ -81,9 +81,9 @@ class Crossover:
             if self.below:
                 text += f"; under it at n = {hi:,} ({_ratio(self.below)})"
             return text
-        ends = f"{_ratio(self.points[0])} at n = {self.points[0].n:,}"
-        if len(self.points) > 1:
-            ends += f", {_ratio(self.points[1])} at n = {self.points[1].n:,}"
+        # the last measurement at each end (a refined one replaces the first)
+        last = {p.n: p for p in self.points}
+        ends = ", ".join(f"{_ratio(last[n])} at n = {n:,}" for n in (self.n_min, self.n_max) if n in last)
         if self.outcome == "none in range":
             return f"no crossover up to n = {self.n_max:,}: {what} stays above {t} ({ends})"
         return f"{what} is under {t} already at n = {self.n_min:,} ({ends})"
