@@ -309,4 +309,5 @@ def seed_replay(run: Run) -> Section | None:
         blocks += [Heading(experiment, 3), Table(rows.drop(columns="experiment"))]
     differ = measured - matched
     sentence = f"Seed replay: {matched} of {measured} measured rows match the post"
-    return Section("Seed replay", blocks, [sentence + (f", **{differ} differ**." if differ else ".")])
+    verb = "differs" if differ == 1 else "differ"
+    return Section("Seed replay", blocks, [sentence + (f", **{differ} {verb}**." if differ else ".")])

@@ -133,7 +133,7 @@ def time_vs_size(run: Run, out: Path) -> P.Plot:
             low = med - np.maximum(med - half, s["time_min_s"])
             ax.errorbar(s.index, med, yerr=[low.clip(lower=0), half], capsize=0, lw=1.6, ms=5, **st)
         shape_legend(ax, cell)
-        bad = cell[cell["agree"].map(lambda a: a is False)]
+        bad = cell[cell["agree"].map(lambda a: a is False).astype(bool)]
         ax.plot(bad["size"], bad["time_median_s"], "x", color=P.BAD, ms=10, mew=2, zorder=5)
         ax.set_yscale("log")
         P.seconds_axis(ax)

@@ -209,7 +209,8 @@ def plural(n: int, word: str) -> str:
 
 def verdict(df: pd.DataFrame) -> Verdict:
     counts = df["status"].value_counts().to_dict()
-    bad = df[df["agree"].map(lambda a: a is False)]
+    # .astype(bool): an empty run's empty mask is not boolean, and df[mask] would then pick columns
+    bad = df[df["agree"].map(lambda a: a is False).astype(bool)]
     mismatches = pd.DataFrame(
         {
             "cell": [cell_label(r) for _, r in bad.iterrows()],
@@ -218,7 +219,9 @@ def verdict(df: pd.DataFrame) -> Verdict:
             "diagnosis": bad["diagnosis"].fillna(""),
         }
     )
-    over = df[df["method"].map(lambda m: m is not None and is_autograd(m)) & df["vs_manual"].notna()]
+    over = df[
+        df["method"].map(lambda m: m is not None and is_autograd(m)).astype(bool) & df["vs_manual"].notna()
+    ]
     over = over.sort_values("vs_manual", ascending=False).head(TOP)
     overheads = pd.DataFrame(
         {
@@ -229,7 +232,7 @@ def verdict(df: pd.DataFrame) -> Verdict:
             "timing": [noise_text(r) for _, r in over.iterrows()],
         }
     )
-    unst = df[df["stable"].map(lambda s: s is False)].copy()
+    unst = df[df["stable"].map(lambda s: s is False).astype(bool)].copy()
     unst["noise"] = unst["time_iqr_s"] / unst["time_median_s"]
     unst = unst.sort_values("noise", ascending=False)
     unstable = pd.DataFrame(
