@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from test_report import family
 
+from harness.cli import main
 from harness.plugins import load_plugin
 from harness.report import write_report
 from harness.report.data import read_run
@@ -102,3 +103,13 @@ def test_a_copy_of_the_plugin_counts_as_the_plugin(seed_run, seed_post, tmp_path
     assert seed_post.seed_replay(run) is not None
     copy.write_text("# another file of that name\n")
     assert seed_post.seed_replay(run) is None
+
+
+def test_seed_yaml_run_and_report_replay_the_post(tmp_path, capsys):
+    """seed.yaml as a user runs it: its config lists the plugin, so its report has the section."""
+    out = tmp_path / "results"
+    assert main(["run", str(ROOT / "experiments/seed.yaml"), "--executor", "local", "--out", str(out)]) == 0
+    assert main(["report", str(out / "latest")]) == 0
+    text = (out / "latest" / "report.md").read_text()
+    assert "Seed replay: 24 of 24 measured rows match the post." in text
+    assert text.index("## Verdict") < text.index("## Seed replay") < text.index("## Tables")

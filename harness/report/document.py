@@ -37,7 +37,7 @@ def _verdict(run: Run, v: S.Verdict, sections: list[Section]) -> list:
         shown = v.unstable.head(S.TOP)
         more = len(v.unstable) - len(shown)
         note = "Cells whose timing rounds spread by more than 10% of the median (stable == False)"
-        note += f"; the {more} others are in {ALL_CELLS}." if more else "."
+        note += f'; the {more} others are in "{ALL_CELLS}" below.' if more else "."
         blocks += [Heading("Unstable timings", 3), Para(note), Table(shown)]
     if len(v.failed):
         blocks += [Heading("Failed cells", 3), Table(v.failed)]
