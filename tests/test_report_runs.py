@@ -142,3 +142,54 @@ def test_without_segments_the_executors_workers_are_the_table(tmp_path, fifteen)
     assert env.count(TABLE_HEAD) == 1
     assert "| local | box | cpu | Xeon | 1 |  | 39.3 |" in env
     assert re.search(r"\*\*Workers\*\*: \S+ to 2026-01-01T00:00:00\+00:00, executor `local`, finished\.", env)
+
+
+# -- the section registry ------------------------------------------------------------------------------
+
+
+def test_a_section_name_registered_twice_is_refused_naming_both(monkeypatch):
+    from harness.report import sections
+
+    monkeypatch.setattr(sections, "_SECTIONS", {})
+
+    @sections.register_section(name="check")
+    def one(run):
+        return None
+
+    def two(run):
+        return sections.Section("Check", [])
+
+    with pytest.raises(ValueError) as err:
+        sections.register_section(two, name="check")
+    message = str(err.value)
+    assert "'check'" in message and message.count("test_report_runs.py:") == 2
+    sections.register_section(two, name="check", replace=True)
+    assert sections._SECTIONS["check"] is two
+
+
+def test_a_plugins_section_appears_in_its_runs_report_and_a_broken_one_is_said(
+    tmp_path, fifteen, monkeypatch
+):
+    from harness.report import sections
+
+    monkeypatch.setattr(sections, "_SECTIONS", dict(sections._SECTIONS))  # the plugin's stay here
+    plugin = tmp_path / "my_section.py"
+    plugin.write_text(
+        "from harness.report import Para, Section, register_section\n\n\n"
+        "@register_section\n"
+        "def my_count(run):\n"
+        "    text = f'{len(run.records)} records.'\n"
+        "    return Section('My count', [Para(text)], verdict=['My count: fine.'])\n\n\n"
+        "@register_section\n"
+        "def my_broken(run):\n"
+        "    raise RuntimeError('no such column')\n"
+    )
+    run = write_run(tmp_path / "out", fifteen, plugins=[plugin])
+    with pytest.warns(UserWarning, match="my_broken failed"):
+        text = write_report(run)[0].read_text()
+    assert "## My count\n\n15 records." in text and "- My count: fine." in verdict_of(text)
+    assert "Section my_broken failed: RuntimeError: no such column" in text
+    plugin.unlink()  # a run directory read where its plugin is not
+    monkeypatch.setattr(sections, "_SECTIONS", {})
+    text = write_report(run)[0].read_text()
+    assert "plugin file does not exist; its report sections are not in this report." in text

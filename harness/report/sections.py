@@ -45,14 +45,25 @@ def _where(fn) -> str:
         return f"{fn.__module__}.{fn.__qualname__}"
 
 
+def _same(a, b) -> bool:
+    """One definition met twice: the same place, or the same source (a copy of the plugin file)."""
+    if _where(a) == _where(b):
+        return True
+    try:
+        return inspect.getsource(a) == inspect.getsource(b)
+    except (OSError, TypeError):
+        return False
+
+
 def register_section(fn: SectionFn | None = None, *, name: str | None = None, replace: bool = False):
     """Register `fn` (a decorator, bare or with name=/replace=) under its name. A name taken by
-    another definition is refused, naming both, unless replace=True says it is on purpose."""
+    another definition is refused, naming both, unless replace=True says it is on purpose; the
+    same definition met again (a copy of the plugin file loaded from elsewhere) replaces it."""
 
     def add(fn: SectionFn) -> SectionFn:
         key = name or fn.__name__
         old = _SECTIONS.get(key)
-        if old is not None and not replace and _where(old) != _where(fn):
+        if old is not None and not replace and not _same(old, fn):
             raise ValueError(
                 f"report section {key!r} is already registered by {_where(old)}; {_where(fn)} "
                 "registers it again (register_section(..., replace=True) to replace it)"
