@@ -188,6 +188,7 @@ def _create_store(args, config, grid: Grid, executor, device: str) -> RunStore:
     ]
     describe = getattr(executor, "describe", None)
     info = {**manifest(), "run": run, "executor": describe() if describe else {}, "skipped": skipped}
+    info.update(grid.declared())
     try:
         return RunStore.create(args.out, config.name, config.hash, config.resolved(), info)
     except OSError as exc:

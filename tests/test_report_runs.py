@@ -150,7 +150,7 @@ def test_without_segments_the_executors_workers_are_the_table(tmp_path, fifteen)
 def test_a_section_name_registered_twice_is_refused_naming_both(monkeypatch):
     from harness.report import sections
 
-    monkeypatch.setattr(sections, "_SECTIONS", {})
+    monkeypatch.setattr(sections.SECTIONS, "_items", {})
 
     @sections.register_section(name="check")
     def one(run):
@@ -164,7 +164,7 @@ def test_a_section_name_registered_twice_is_refused_naming_both(monkeypatch):
     message = str(err.value)
     assert "'check'" in message and message.count("test_report_runs.py:") == 2
     sections.register_section(two, name="check", replace=True)
-    assert sections._SECTIONS["check"] is two
+    assert sections.SECTIONS.get("check") is two
 
 
 def test_a_plugins_section_appears_in_its_runs_report_and_a_broken_one_is_said(
@@ -172,7 +172,7 @@ def test_a_plugins_section_appears_in_its_runs_report_and_a_broken_one_is_said(
 ):
     from harness.report import sections
 
-    monkeypatch.setattr(sections, "_SECTIONS", dict(sections._SECTIONS))  # the plugin's stay here
+    monkeypatch.setattr(sections.SECTIONS, "_items", dict(sections.SECTIONS._items))  # the plugin's stay here
     plugin = tmp_path / "my_section.py"
     plugin.write_text(
         "from harness.report import Para, Section, register_section\n\n\n"
@@ -190,6 +190,6 @@ def test_a_plugins_section_appears_in_its_runs_report_and_a_broken_one_is_said(
     assert "## My count\n\n15 records." in text and "- My count: fine." in verdict_of(text)
     assert "Section my_broken failed: RuntimeError: no such column" in text
     plugin.unlink()  # a run directory read where its plugin is not
-    monkeypatch.setattr(sections, "_SECTIONS", {})
+    monkeypatch.setattr(sections.SECTIONS, "_items", {})
     text = write_report(run)[0].read_text()
     assert "plugin file does not exist; its report sections are not in this report." in text

@@ -8,9 +8,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from . import catalog
 from . import plotting as P
 from .data import Run
-from .plots_speed import dtype_rank, lines, shape_legend
+from .plots_speed import dtype_rank, lines, method_entries, shape_legend
 from .summary import fmt_time, size_axes, sizes_text, with_size
 
 # rel_err can be exactly 0 (a float64 gradient summed in the reference's order); a log axis
@@ -90,6 +91,7 @@ def agreement(run: Run, out: Path) -> P.Plot:
             ax.set_visible(False)
             continue
         axis = axis_of[p]
+        method_entries(ax, cell, methods, mfc="none", ms=9, mew=1.6, lw=1.2)
         if cell["size"].nunique() > 1:
             _by_size(ax, cell, methods)
             P.size_axis(ax, axis.label)
@@ -103,15 +105,12 @@ def agreement(run: Run, out: Path) -> P.Plot:
         ax.grid(True, which="major", alpha=0.3)
     extra = [P.bad_marker()] if df["bad"].any() else []
     title = "Agreement with the float64 reference: worst over patterns, per size (exact = 1e-17)"
-    handles = [P.Line2D([], [], mfc="none", ms=9, mew=1.6, lw=1.2, **P.style(m, methods)) for m in methods]
-    plot.path = P.finish(fig, axes, out / "agreement.png", title, handles + extra)
+    plot.path = P.finish(fig, axes, out / "agreement.png", title, extra)
     return plot
 
 
 def _pattern_key(spec: str) -> tuple:
-    name, _, k = spec.partition(":")
-    order = ("full", "zero", "microbatch", "uneven", "nozero", "retain")
-    return (order.index(name) if name in order else len(order), name, int(k) if k.isdigit() else 0)
+    return catalog.current().pattern_key(spec)
 
 
 def accumulation(run: Run, out: Path) -> P.Plot:

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from . import catalog
 from . import plotting as P
 from .data import Run
 from .environment import all_workers
@@ -21,8 +22,6 @@ from .summary import main_pattern, size_axes, with_size
 # a factor of 5". Linear regression's gradient 2/N X^T (Xw - y) reads X twice where the loss
 # reads it once: about 2.
 CHEAP_GRADIENT_BOUND = 5.0
-LINEAR_BOUND = 2.0
-LINEAR_PROBLEMS = ("linear", "linear1d", "linear1d_post")
 
 
 DTYPE_ORDER = ("float32", "float64", "bfloat16", "float16")
@@ -97,13 +96,16 @@ def lines(cell: pd.DataFrame, methods: list[str], columns: list[str]):
             s = cell[(cell["method"] == m) & (cell["shape"] == shape)]
             s = s.groupby("size")[columns].median().sort_index()
             if not s.empty:
-                # unlabelled: the figure's legend shows each method once, solid (method_handles)
+                # unlabelled: the legend entry is the panel's method_entries
                 yield {**P.style(m, methods), "ls": LINESTYLES[i % len(LINESTYLES)], "label": "_" + m}, s
 
 
-def method_handles(methods: list[str]) -> list:
-    """The figure legend's entry of each method: its colour and marker, a solid line."""
-    return [P.Line2D([], [], lw=1.6, ms=5, **{**P.style(m, methods), "ls": "-"}) for m in methods]
+def method_entries(ax, cell: pd.DataFrame, methods: list[str], **kw) -> None:
+    """An empty solid line per method of the panel, drawn first: the figure's legend shows each
+    method once, in its colour and marker, whatever linestyle its shape families got."""
+    for m in methods:
+        if (cell["method"] == m).any():
+            ax.plot([], [], **{"lw": 1.6, "ms": 5, **kw, **P.style(m, methods), "ls": "-"})
 
 
 def shape_legend(ax, cell: pd.DataFrame) -> None:
@@ -127,6 +129,7 @@ def time_vs_size(run: Run, out: Path) -> P.Plot:
     fig, axes, where = facets(df)
     for (p, d), ax in where.items():
         cell = df[(df["problem"] == p) & (df["dtype"] == d)]
+        method_entries(ax, cell, methods)
         for st, s in lines(cell, methods, ["time_median_s", "time_iqr_s", "time_min_s"]):
             # records keep the IQR, not the quartiles: median ± IQR/2, floored at the fastest sample
             med, half = s["time_median_s"], s["time_iqr_s"] / 2
@@ -140,14 +143,16 @@ def time_vs_size(run: Run, out: Path) -> P.Plot:
         ax.set_ylabel("time per gradient (median)")
     extra = [P.bad_marker()] if (df["agree"].map(lambda a: a is False)).any() else []
     title = "Time per gradient against size (median over rounds; bars: interquartile range)"
-    plot.path = P.finish(fig, axes, out / "time_vs_size.png", title, method_handles(methods) + extra)
+    plot.path = P.finish(fig, axes, out / "time_vs_size.png", title, extra)
     return plot
 
 
 def overhead_vs_manual(run: Run, out: Path) -> P.Plot:
     plot = P.Plot("overhead_vs_manual", "Overhead ratio to the manual gradient")
     df = sized(run, "vs_manual")
-    df = df[df["method"] != "manual"]
+    known = catalog.current()
+    base = known.baseline(df["method"]) or "manual"
+    df = df[df["method"] != base]
     if not has_lines(df):
         plot.skipped = "needs a manual method and another method at two sizes or more"
         return plot
@@ -155,6 +160,7 @@ def overhead_vs_manual(run: Run, out: Path) -> P.Plot:
     fig, axes, where = facets(df)
     for (p, d), ax in where.items():
         cell = df[(df["problem"] == p) & (df["dtype"] == d)]
+        method_entries(ax, cell, methods)
         for st, s in lines(cell, methods, ["vs_manual", "vs_manual_lo", "vs_manual_hi"]):
             # bars as well as the band: a method measured at one size has no band to show
             err = [
@@ -166,11 +172,11 @@ def overhead_vs_manual(run: Run, out: Path) -> P.Plot:
                 s.index, s["vs_manual_lo"], s["vs_manual_hi"], color=st["color"], alpha=0.18, lw=0
             )
         shape_legend(ax, cell)
-        ax.axhline(1.0, color=P.COLORS["manual"], lw=1, ls="--", label="= manual")
+        ax.axhline(1.0, color=known.style(base, [base])["color"], lw=1, ls="--", label=f"= {base}")
         ax.set_ylabel("time ÷ manual time (paired)")
         P.ratio_axis(ax, [1.0, cell["vs_manual"], cell["vs_manual_lo"], cell["vs_manual_hi"]])
     title = "Overhead of each method over the manual gradient (band: 95% interval of the paired ratio)"
-    plot.path = P.finish(fig, axes, out / "overhead_vs_manual.png", title, method_handles(methods))
+    plot.path = P.finish(fig, axes, out / "overhead_vs_manual.png", title)
     return plot
 
 
@@ -184,18 +190,20 @@ def cost_ratio(run: Run, out: Path) -> P.Plot:
     fig, axes, where = facets(df)
     for (p, d), ax in where.items():
         cell = df[(df["problem"] == p) & (df["dtype"] == d)]
+        method_entries(ax, cell, methods)
         for st, s in lines(cell, methods, ["cost_ratio"]):
             ax.plot(s.index, s["cost_ratio"], lw=1.6, ms=5, **st)
         shape_legend(ax, cell)
         ax.axhline(CHEAP_GRADIENT_BOUND, color="#b22222", lw=1.3, ls="--", label="bound 5 (Griewank–Walther)")
-        if p in LINEAR_PROBLEMS:
-            ax.axhline(
-                LINEAR_BOUND, color="#555555", lw=1.3, ls=":", label="≈2: linear regression reads X twice"
-            )
+        expected = catalog.current().expected_cost_ratio(p)
+        if expected:
+            ratio, why = expected
+            label = f"≈{ratio:g}: {why}" if why else f"≈{ratio:g}: expected"
+            ax.axhline(ratio, color="#555555", lw=1.3, ls=":", label=label)
         ax.set_ylabel("gradient time ÷ forward time")
         P.ratio_axis(ax, [1.0, CHEAP_GRADIENT_BOUND, cell["cost_ratio"]])
     title = "Cheap-gradient ratio: time of a gradient over the loss alone (no_grad)"
-    plot.path = P.finish(fig, axes, out / "cost_ratio.png", title, method_handles(methods))
+    plot.path = P.finish(fig, axes, out / "cost_ratio.png", title)
     return plot
 
 
@@ -210,6 +218,7 @@ def bandwidth(run: Run, out: Path) -> P.Plot:
     fig, axes, where = facets(df)
     for (p, d), ax in where.items():
         cell = df[(df["problem"] == p) & (df["dtype"] == d)]
+        method_entries(ax, cell, methods)
         for st, s in lines(cell, methods, ["achieved_gbps"]):
             ax.plot(s.index, s["achieved_gbps"], lw=1.6, ms=5, **st)
         shape_legend(ax, cell)
@@ -220,7 +229,7 @@ def bandwidth(run: Run, out: Path) -> P.Plot:
         ax.set_ylabel("GB/s (one-pass bytes ÷ time)")
     note = "" if peak else " (no bandwidth probe in manifest.json)"
     title = f"Achieved bandwidth: the least bytes any gradient must read, over its time{note}"
-    plot.path = P.finish(fig, axes, out / "bandwidth.png", title, method_handles(methods))
+    plot.path = P.finish(fig, axes, out / "bandwidth.png", title)
     return plot
 
 

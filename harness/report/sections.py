@@ -18,12 +18,12 @@ the report of every run made with it.
 
 from __future__ import annotations
 
-import inspect
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ..plugins import PluginError, load_plugin
+from ..registry import Registry
 from .data import Run
 
 
@@ -35,24 +35,7 @@ class Section:
 
 
 SectionFn = Callable[[Run], "Section | None"]
-_SECTIONS: dict[str, SectionFn] = {}
-
-
-def _where(fn) -> str:
-    try:
-        return f"{inspect.getsourcefile(fn)}:{inspect.getsourcelines(fn)[1]}"
-    except (OSError, TypeError):
-        return f"{fn.__module__}.{fn.__qualname__}"
-
-
-def _same(a, b) -> bool:
-    """One definition met twice: the same place, or the same source (a copy of the plugin file)."""
-    if _where(a) == _where(b):
-        return True
-    try:
-        return inspect.getsource(a) == inspect.getsource(b)
-    except (OSError, TypeError):
-        return False
+SECTIONS: Registry[SectionFn] = Registry("report section")
 
 
 def register_section(fn: SectionFn | None = None, *, name: str | None = None, replace: bool = False):
@@ -61,21 +44,13 @@ def register_section(fn: SectionFn | None = None, *, name: str | None = None, re
     same definition met again (a copy of the plugin file loaded from elsewhere) replaces it."""
 
     def add(fn: SectionFn) -> SectionFn:
-        key = name or fn.__name__
-        old = _SECTIONS.get(key)
-        if old is not None and not replace and not _same(old, fn):
-            raise ValueError(
-                f"report section {key!r} is already registered by {_where(old)}; {_where(fn)} "
-                "registers it again (register_section(..., replace=True) to replace it)"
-            )
-        _SECTIONS[key] = fn
-        return fn
+        return SECTIONS.add(name or fn.__name__, fn, replace=replace)
 
     return add(fn) if fn is not None else add
 
 
 def section_names() -> list[str]:
-    return list(_SECTIONS)
+    return [name for name, _ in SECTIONS.items()]
 
 
 def load_plugins(run: Run) -> list[str]:
@@ -91,10 +66,10 @@ def load_plugins(run: Run) -> list[str]:
 
 
 def build_sections(run: Run) -> tuple[list[Section], list[str]]:
-    """The sections that apply to this run, in the order registered, and a note for each that
+    """The sections that apply to this run, by name, and a note for each that
     raised: one broken section must not cost the whole report."""
     built, notes = [], []
-    for key, fn in _SECTIONS.items():
+    for key, fn in SECTIONS.items():
         try:
             section = fn(run)
         except Exception as exc:  # noqa: BLE001 - said in the report and warned about

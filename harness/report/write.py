@@ -6,7 +6,7 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 
-from . import plots_numerics, plots_run, plots_speed
+from . import catalog, plots_numerics, plots_run, plots_speed
 from .data import read_run
 from .document import build
 from .plotting import Plot
@@ -32,10 +32,11 @@ def make_plots(run, out: Path) -> list[Plot]:
 def write_report(run_dir: str | Path) -> list[Path]:
     """Write RUN_DIR/report.md, RUN_DIR/report.html and RUN_DIR/plots/*.png; return their paths."""
     run = read_run(run_dir)
-    notes = load_plugins(run)  # before the plots: a plugin's methods get their order and colour
-    sections, failed = build_sections(run)
-    plots = make_plots(run, run.path / "plots")
-    doc = build(run, plots, sections, notes + failed)
+    notes = load_plugins(run)  # first: the catalog then holds what its plugins declare
+    with catalog.active(run.catalog):
+        sections, failed = build_sections(run)
+        plots = make_plots(run, run.path / "plots")
+        doc = build(run, plots, sections, notes + failed)
     md, page = run.path / "report.md", run.path / "report.html"
     md.write_text(to_markdown(doc, run.path), encoding="utf-8")
     page.write_text(to_html(doc), encoding="utf-8")
