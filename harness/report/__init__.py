@@ -5,10 +5,20 @@ Reports only read run directories; they never run a cell.
 """
 
 from .blocks import Bullets, Code, Heading, Para, Table
-from .compare import Comparison, compare_runs
 from .data import Run, read_run
 from .sections import Section, register_section
-from .write import write_report
+
+# matplotlib is imported only by what draws: a plugin that registers a section (and the Ray
+# workers that import it with the config's plugins) does not pay for it
+_LAZY = {"Comparison": "compare", "compare_runs": "compare", "write_report": "write"}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 __all__ = [
     "Bullets",
