@@ -28,6 +28,10 @@ LOW_PRECISION = (torch.float16, torch.bfloat16)
 # blocks took 21.0, 18.6, 17.7, 18.5, 20.3 ms against 30.9 ms eager. The two gemvs of the blocks
 # alone took 17.0 ms: what is left is theirs (X w alone runs at 23 GB/s, a plain sum of X at 44),
 # not memory traffic nor the ~7 ops of Python per block.
+# Measured again (benchmarks/fused_floor.py, quiet, best of 5): 2 threads, 32 to 33 ms for blocks
+# of 1 to 8 MiB, whether each block's X^T g is addmv_, a matmul or addmv_ into a reused buffer,
+# against 34 ms eager and 5.5 ms for one read at the read probe's 50 GB/s; 1 thread, about 60 ms
+# for all of them. The gemvs' arithmetic, not memory, is this CPU's limit: 5.9x the read floor.
 CPU_BLOCK_BYTES = 2 * 2**20
 MIN_BLOCK_ROWS = 256  # rows wider than the cache still go in blocks: a loop per row would crawl
 

@@ -8,6 +8,10 @@ rounds, and if it still straddles, the overhead there cannot be told from the th
 says so and stops there. The search assumes the overhead falls as n grows (a fixed cost per step
 over a cost that grows with n); it stops when the bracket is narrower than `resolution` or after
 `max_steps` measurements.
+
+Measured on the 2-core CPU (linear, d = 64, float32, 2 threads, a quiet machine): autograd over
+manual 3.31x at n = 1e3, 1.35x (1.27 to 1.39) at 2^20, 1.14x (1.13 to 1.15) at 2^23: no crossover
+up to 2^23 there.
 """
 
 from __future__ import annotations
