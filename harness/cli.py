@@ -16,6 +16,7 @@ from dataclasses import asdict
 from datetime import datetime, timezone
 from pathlib import Path
 
+from .record import STATUSES
 from .runs.config import ConfigError, Grid, expand, load_config
 from .runs.store import RunStore
 
@@ -197,15 +198,15 @@ def _create_store(args, config, grid: Grid, executor, device: str) -> RunStore:
 
 def _execute(executor, store: RunStore, families, config) -> bool:
     """Run the families, appending each one's records as it finishes; True if Ctrl-C stopped it."""
-    progress = _progress()
-    task = progress.add_task("cells", total=sum(map(len, families)), failed=0)
-    with progress:
+    from .runs.progress import RunProgress, worker_count
+
+    device = store.manifest().get("run", {}).get("device", "cpu")
+    with RunProgress(families, config.timing(), worker_count(executor), device) as progress:
 
         def on_records(records: list[dict]) -> None:
             with _sigint_held(then_raise=True):  # a record is written whole or not at all
                 store.append(records)
-            failed = sum(r["status"] != "ok" for r in records)
-            progress.update(task, advance=len(records), failed=progress.tasks[0].fields["failed"] + failed)
+            progress.finished(records)
 
         try:
             executor.run(families, on_records, config.timing(), {"run_id": store.run_id})
@@ -262,37 +263,9 @@ def _print_dry_run(config, grid: Grid, done: set[str]) -> None:
             print(f"  {_describe_cell(cell)} {cell.method}: {reason}")
 
 
-def _progress():
-    from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        ProgressColumn,
-        TextColumn,
-        TimeRemainingColumn,
-    )
-    from rich.text import Text
-
-    class Rate(ProgressColumn):  # cells per second, over the last half minute
-        def render(self, task):
-            return Text(f"{task.speed or 0:.2f} cells/s")
-
-    rate = Rate()
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("failed {task.fields[failed]}"),
-        rate,
-        TimeRemainingColumn(),
-        console=Console(stderr=True),
-    )
-
-
 def _print_summary(records, run_dir: Path, shown: int = 20) -> None:
     counts = records["status"].value_counts() if len(records) else {}
-    statuses = ("ok", "mismatch", "error", "oom", "timeout")
+    statuses = STATUSES
     print("cells: " + ", ".join(f"{s} {counts.get(s, 0)}" for s in statuses))
     for status in statuses[1:]:
         what = "diagnosis" if status == "mismatch" else "error"

@@ -34,6 +34,8 @@ COLUMNS = (
     "status", "error", "attempts", "started_at", "finished_at",
 )
 # fmt: on
+# what a cell's `status` may say, in the order summaries list them
+STATUSES = ("ok", "mismatch", "error", "oom", "timeout")
 PREVIEW = 8  # values of the gradient and the output kept in each record
 
 
