@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import shlex
 import signal
 import sys
@@ -16,6 +17,7 @@ from dataclasses import asdict
 from datetime import datetime, timezone
 from pathlib import Path
 
+from .invocation import gradbench_command
 from .record import STATUSES
 from .runs.config import ConfigError, Grid, expand, load_config
 from .runs.store import RunStore
@@ -32,10 +34,24 @@ def main(argv: list[str] | None = None) -> int:
     from .plugins import PluginError
 
     try:
-        return args.command(args)
+        status = args.command(args)
+        sys.stdout.flush()  # a reader gone (`| head`) shows here, not in the interpreter's exit
+        return status
     except (BadInput, ConfigError, PluginError) as exc:
         print(f"gradbench: error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        return _reader_gone()
+
+
+def _reader_gone() -> int:
+    """The reader of stdout left (`gradbench run X --dry-run | head`): stop quietly, as Unix tools
+    do, with the status a shell gives a process that SIGPIPE ended (128 + 13). What is still
+    buffered goes to /dev/null, else the interpreter's last flush prints a traceback."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return 128 + signal.SIGPIPE
 
 
 DEFAULT_EXECUTOR = "ray"
@@ -233,7 +249,7 @@ def _sigint_held(then_raise: bool):
 
 
 def _resume_command(args, run_dir: Path) -> str:
-    words = ["gradbench", "run", str(args.config), "--resume", str(run_dir)]
+    words = [*gradbench_command(), "run", str(args.config), "--resume", str(run_dir)]
     for flag in ("executor", "address", "num_gpus", "workers", "device"):
         value = getattr(args, flag)
         if value is not None and not (flag == "executor" and value == DEFAULT_EXECUTOR):
@@ -280,6 +296,7 @@ def _print_summary(records, run_dir: Path, shown: int = 20) -> None:
         if len(bad) > shown:
             print(f"  ... and {len(bad) - shown} more")
     print(f"records: {run_dir}")
+    print(f"report with: {shlex.join([*gradbench_command(), 'report', str(run_dir)])}")
 
 
 # --- report, compare, list --------------------------------------------------------------------

@@ -56,6 +56,7 @@ PRIORS = {
     "cuda": Prior(bytes_per_s=300e9, first_compile_s=30.0, next_compile_s=5.0),
 }
 PRIOR_WEIGHT = 2.0  # the prior counts as this many typical families in the fit
+HALF_LIFE = 2  # families per worker after which an observation counts half
 
 
 def compiles(method: str) -> bool:
@@ -86,7 +87,9 @@ def family_cost(cells: Sequence[Cell], timing: TimingOptions, prior: Prior) -> F
     else:
         timed = methods + 1 if timing.rounds else 0  # the loss alone is timed too
         fixed = prior.per_family_s + methods * prior.per_method_s + timed * 2 * timing.min_run_time_s
-        data = methods * (steps + timing.rounds) * step_s + timing.rounds * step_s / 3
+        # a timed round lasts its share of the budget, or one call where a call is longer
+        over = max(0.0, step_s - timing.min_run_time_s / max(timing.rounds, 1))
+        data = methods * (steps * step_s + timing.rounds * over) + timing.rounds * over / 3
     key = None
     if any(compiles(c.method) for c in cells):
         rows = cell.pattern if pattern.needs_batch else None  # micro-batches are other shapes
@@ -160,12 +163,14 @@ class Estimate:
         toward their common ratio observed/predicted by PRIOR_WEIGHT typical families."""
         obs = np.array(self._observed)
         fixed, data, took = obs[:, 0], obs[:, 1], obs[:, 2]
-        ratio = took.sum() / max((fixed + data).sum(), 1e-12)
+        # the machine's speed drifts (other jobs come and go): recent families count more
+        w = 0.5 ** (np.arange(len(obs))[::-1] / (HALF_LIFE * self.workers))
+        ratio = (w * took).sum() / max((w * (fixed + data)).sum(), 1e-12)
         typical = np.array([[c.fixed_s, c.data_s] for c in self.costs]).mean(axis=0)
         prior = PRIOR_WEIGHT * np.diag(typical**2)
         x = np.stack([fixed, data], axis=1)
         try:
-            s = np.linalg.solve(x.T @ x + prior, x.T @ took + prior @ np.array([ratio, ratio]))
+            s = np.linalg.solve(x.T @ (w[:, None] * x) + prior, x.T @ (w * took) + prior @ [ratio, ratio])
         except np.linalg.LinAlgError:
             return ratio, ratio
         s = np.clip(s, ratio / 5, ratio * 5)
