@@ -115,17 +115,28 @@ def test_compiling_shows_while_a_compile_runs_and_its_cost_is_learned():
     again = family(dtype="float64", methods=("manual", "compiled"))
     eta = Estimate([plain, first, again], TIMING, workers=1, clock=clock)
     assert not eta.compiling()
-    before = eta.remaining_s()
-    assert before > predicted(first) + PRIORS["cpu"].first_compile_s
+    prior = PRIORS["cpu"]
+    compiles = prior.first_compile_s + prior.next_compile_s
+    assert eta.remaining_s() == pytest.approx(sum(map(predicted, (plain, first, again))) + compiles)
     eta.finished(records(plain, predicted(plain)))
     assert eta.compiling()
-    eta.finished(records(first, predicted(first) + 1.0, compile_s=1.0))  # a fast compiler
-    # the next compile is another dtype: a later compile, pulled toward what was observed
-    later = eta.remaining_s() - predicted(again)
-    assert 0.5 < later < PRIORS["cpu"].next_compile_s
+    eta.finished(records(first, predicted(first) + 1.0, compile_s=1.0))
+    # the same worker, a new dtype: a later compile, not a first one
+    assert eta.remaining_s() == pytest.approx(predicted(again) + prior.next_compile_s, rel=0.01)
     assert eta.compiling()
     eta.finished(records(again, 1.0, compile_s=0.5))
     assert not eta.compiling()
+
+
+def test_a_first_compile_that_took_long_beyond_its_first_call_is_learned():
+    """The family's time beyond its other parts is the compile, more than first_call_s."""
+    clock = Clock()
+    one, two = (family(n=n, methods=("manual", "compiled")) for n in (1000, 2000))
+    eta = Estimate([one, two], TIMING, workers=2, clock=clock)
+    eta.finished(records(one, predicted(one) + 30.0, worker=0, compile_s=20.0))
+    # worker 1 has its first compile ahead: (prior + observed) / 2
+    expected = (PRIORS["cpu"].first_compile_s + 30.0) / 2
+    assert eta.remaining_s() == pytest.approx(predicted(two) + expected, rel=0.01)
 
 
 def test_a_shape_a_worker_compiled_already_costs_no_compile():

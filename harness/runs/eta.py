@@ -6,15 +6,16 @@ A family's cost on one worker is predicted in three parts:
              blocks) and the harness's own work around it; the loss alone is timed as one more
     data     step-equivalents x bytes per step / bandwidth: first call, warm-up, the agreement
              check (twice in the dtype, twice in float64), the memory trace, and `rounds` timed
-             calls once a call outlasts its block's share; bytes are n x d x h elements (the
-             data, and a hidden layer's work) times the pattern's evaluations (nozero:k and
-             retain:k: k)
+             calls once a call outlasts its block's share; a step is its bytes (the data, n x d,
+             and a hidden layer's n x h) over a bandwidth plus its flops (6 n d h) over a rate,
+             times the pattern's evaluations (nozero:k and retain:k: k)
     compile  a method whose first call compiles: a worker's first compile costs most (the
              compiler's own start), each later new shape or dtype less, and a shape and dtype
-             the worker compiled already nothing
+             the worker compiled already nothing; observed as the family's time beyond its
+             other two parts
 
-As families finish, the fixed and data parts are scaled by two factors fitted to the observed
-seconds (ridge regression toward their common ratio, so a part no finished family has
+As families without a compile finish, the fixed and data parts are scaled by two factors fitted
+to the observed seconds (ridge regression toward their common ratio, so a part no finished family has
 exercised yet moves with the other), and the compile costs become the mean of the observed
 ones. The remaining families are then laid out in submission order on the workers, each taking
 the next family when its last one ends (executors hand families out in order); the time left is
@@ -46,6 +47,7 @@ class Prior:
     per_method_s: float = 0.1  # harness work around one method: stepper, check, memory trace
     per_family_s: float = 0.1  # data, the float64 reference
     bytes_per_s: float = 3e9
+    flops_per_s: float = 30e9  # float32; float64 half as many
     first_compile_s: float = 10.0
     next_compile_s: float = 3.0
     steps_per_method: int = 12  # calls besides the timed rounds (see the module docstring)
@@ -53,7 +55,7 @@ class Prior:
 
 PRIORS = {
     "cpu": Prior(),
-    "cuda": Prior(bytes_per_s=300e9, first_compile_s=30.0, next_compile_s=5.0),
+    "cuda": Prior(bytes_per_s=300e9, flops_per_s=5e12, first_compile_s=30.0, next_compile_s=5.0),
 }
 PRIOR_WEIGHT = 2.0  # the prior counts as this many typical families in the fit
 HALF_LIFE = 2  # families per worker after which an observation counts half
@@ -75,10 +77,13 @@ def family_cost(cells: Sequence[Cell], timing: TimingOptions, prior: Prior) -> F
     cell = cells[0]
     methods = len(cells)
     itemsize = DTYPES[cell.dtype].itemsize
-    # n x d x h: what the data and, for a hidden layer, the work grow with
-    work = float(np.prod([s for s in (cell.n, cell.d, cell.h) if s is not None])) * itemsize
+    # a step is bound by the bytes it moves (the data, n x d, and a hidden layer, n x h) or by
+    # its arithmetic (forward and backward: about 6 n d h multiply-adds' worth of flops)
+    n, d, h = cell.n or 1, cell.d or 1, cell.h
+    moved = n * (d + (h or 0) + 1) * itemsize
+    flops = 6.0 * n * d * (h or 1)
     pattern = parse_pattern(cell.pattern)
-    step_s = work * pattern.multiplier / prior.bytes_per_s
+    step_s = pattern.multiplier * (moved / prior.bytes_per_s + flops * itemsize / 4 / prior.flops_per_s)
     # the float64 twin of the check reads twice as many bytes as a float32 step
     steps = prior.steps_per_method + 2 * 8 / itemsize
     if cell.mode == "train":
@@ -141,22 +146,26 @@ class Estimate:
             worker = records[0].get("worker")
             self._free[worker] = self.clock()
             cost = self.costs[i]
-            compile_s = 0.0
-            if cost.compile_key is not None:
-                firsts = [r.get("first_call_s") for r in records if compiles(r["method"])]
-                compile_s = sum(t for t in firsts if t is not None)
-                seen = self._compiled_on.setdefault(worker, set())
-                if any(t is not None for t in firsts):
-                    (self._next if seen else self._first).append(compile_s)
-                seen.add(cost.compile_key)
             try:
                 took = max(map(_seconds, (r["finished_at"] for r in records)))
                 took -= min(map(_seconds, (r["started_at"] for r in records)))
             except (KeyError, TypeError, ValueError):
+                took = 0.0
+            if cost.compile_key is None:
+                if took > 0:  # records made for cells that never ran (a timeout, a dead worker): 0
+                    self._observed.append((cost.fixed_s, cost.data_s, took))
+                    self._scale = self._fit()
                 return
-            if took > 0:  # records made for cells that never ran (a timeout, a dead worker) have 0
-                self._observed.append((cost.fixed_s, cost.data_s, max(0.0, took - compile_s)))
-                self._scale = self._fit()
+            # a compile costs more than its first call (the warm-up calls after it recompile
+            # too): the family's time beyond what it would take without one
+            firsts = [r.get("first_call_s") for r in records if compiles(r["method"])]
+            if all(t is None for t in firsts):  # the compiling method never ran
+                return
+            sf, sd = self._scale
+            compile_s = max(sum(t for t in firsts if t), took - sf * cost.fixed_s - sd * cost.data_s)
+            seen = self._compiled_on.setdefault(worker, set())
+            (self._next if seen else self._first).append(compile_s)
+            seen.add(cost.compile_key)
 
     def _fit(self) -> tuple[float, float]:
         """Factors on the fixed and data parts: least squares on the finished families, pulled
