@@ -18,9 +18,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from .invocation import gradbench_command
-from .record import STATUSES
 from .runs.config import ConfigError, Grid, expand, load_config
 from .runs.store import RunStore
+from .schema import STATUSES
 
 EXPERIMENTS = Path(__file__).resolve().parent.parent / "experiments"
 
@@ -205,6 +205,7 @@ def _create_store(args, config, grid: Grid, executor, device: str) -> RunStore:
     ]
     describe = getattr(executor, "describe", None)
     info = {**manifest(), "run": run, "executor": describe() if describe else {}, "skipped": skipped}
+    info.update(grid.declared())
     try:
         return RunStore.create(args.out, config.name, config.hash, config.resolved(), info)
     except OSError as exc:

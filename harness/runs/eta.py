@@ -63,7 +63,7 @@ HALF_LIFE = 2  # families per worker after which an observation counts half
 
 def compiles(method: str) -> bool:
     """Whether the method's first call is a compile (a capability of Methods)."""
-    return bool(getattr(get_method(method), "compiles", method == "compiled"))
+    return get_method(method).compiles
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from rich.text import Text
 
 from ..cell import Cell
 from ..measure import TimingOptions
-from ..record import STATUSES
+from ..schema import STATUSES
 from .eta import Estimate
 
 
