@@ -282,9 +282,8 @@ def _print_dry_run(config, grid: Grid, done: set[str]) -> None:
 
 def _print_summary(records, run_dir: Path, shown: int = 20) -> None:
     counts = records["status"].value_counts() if len(records) else {}
-    statuses = STATUSES
-    print("cells: " + ", ".join(f"{s} {counts.get(s, 0)}" for s in statuses))
-    for status in statuses[1:]:
+    print("cells: " + ", ".join(f"{s} {counts.get(s, 0)}" for s in STATUSES))
+    for status in STATUSES[1:]:
         what = "diagnosis" if status == "mismatch" else "error"
         bad = records[records["status"] == status]
         if len(bad):

@@ -147,3 +147,13 @@ def test_a_shape_a_worker_compiled_already_costs_no_compile():
     eta.finished(records(full, predicted(full) + 5.0, compile_s=5.0))
     assert eta.remaining_s() == pytest.approx(predicted(nozero), rel=0.05)
     assert not eta.compiling()
+
+
+def test_workers_are_the_executors_plan_or_one():
+    from types import SimpleNamespace
+
+    from harness.runs.local import LocalExecutor
+    from harness.runs.progress import worker_count
+
+    assert worker_count(SimpleNamespace(plan=SimpleNamespace(workers=3))) == 3
+    assert worker_count(LocalExecutor()) == 1

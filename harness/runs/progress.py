@@ -17,12 +17,9 @@ from .eta import Estimate
 
 
 def worker_count(executor) -> int:
-    """How many families an executor runs at once: its plan's workers, else those it describes."""
-    plan = getattr(executor, "plan", None)
-    if getattr(plan, "workers", None):
-        return plan.workers
-    describe = getattr(executor, "describe", None)
-    return max(1, len(describe().get("workers", []))) if describe else 1
+    """How many families an executor runs at once: its plan's workers (Ray), else one."""
+    workers = getattr(getattr(executor, "plan", None), "workers", None)
+    return workers if isinstance(workers, int) and workers > 0 else 1
 
 
 def status_line(counts: Counter | dict) -> str:
