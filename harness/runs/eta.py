@@ -15,8 +15,9 @@ A family's cost on one worker is predicted in three parts:
              other two parts
 
 As families without a compile finish, the fixed and data parts are scaled by two factors fitted
-to the observed seconds (ridge regression toward their common ratio, so a part no finished family has
-exercised yet moves with the other), and the compile costs become the mean of the observed
+to the observed seconds (ridge regression toward their common ratio, so a part no finished
+family has exercised yet moves with the other; recent families weigh most, since the machine's
+speed drifts as other jobs come and go), and the compile costs become the mean of the observed
 ones. The remaining families are then laid out in submission order on the workers, each taking
 the next family when its last one ends (executors hand families out in order); the time left is
 when the last worker is done.
@@ -156,8 +157,8 @@ class Estimate:
                     self._observed.append((cost.fixed_s, cost.data_s, took))
                     self._scale = self._fit()
                 return
-            # a compile costs more than its first call (the warm-up calls after it recompile
-            # too): the family's time beyond what it would take without one
+            # what a compile costs the family is its time beyond what it would take without one:
+            # on a 2-core CPU that was seconds more than the first call alone (first_call_s)
             firsts = [r.get("first_call_s") for r in records if compiles(r["method"])]
             if all(t is None for t in firsts):  # the compiling method never ran
                 return
@@ -172,7 +173,6 @@ class Estimate:
         toward their common ratio observed/predicted by PRIOR_WEIGHT typical families."""
         obs = np.array(self._observed)
         fixed, data, took = obs[:, 0], obs[:, 1], obs[:, 2]
-        # the machine's speed drifts (other jobs come and go): recent families count more
         w = 0.5 ** (np.arange(len(obs))[::-1] / (HALF_LIFE * self.workers))
         ratio = (w * took).sum() / max((w * (fixed + data)).sum(), 1e-12)
         typical = np.array([[c.fixed_s, c.data_s] for c in self.costs]).mean(axis=0)
