@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from typing import Union, get_args, get_origin, get_type_hints
 
-GROUPS = ("identity", "where", "agreement", "timing", "cost", "train", "outcome")
+GROUPS = ("identity", "where", "agreement", "timing", "cost", "train", "outcome", "harness")
 # what a record's `status` may say, in the order summaries and the progress bar list them
 STATUSES = ("ok", "mismatch", "error", "oom", "timeout")
 
@@ -87,6 +87,11 @@ class Record:
     attempts: int | None = col("outcome")
     started_at: str | None = col("outcome")
     finished_at: str | None = col("outcome")
+    # the harness's own costs, per family (every cell of a family holds the same values): its
+    # sweep efficiency is the time inside timed measurement over the wall time
+    setup_s: float | None = col("harness")  # making the data and the float64 reference
+    family_timed_s: float | None = col("harness")  # inside timed blocks: every method and the forward
+    family_wall_s: float | None = col("harness")  # run_family from start to end
 
     @staticmethod
     def blank() -> dict:

@@ -45,7 +45,7 @@ def records(cells, seconds, worker=0, compile_s=None, status="ok"):
 
 
 def predicted(cells) -> float:
-    cost = family_cost(cells, TIMING, PRIORS["cpu"])
+    cost = family_cost(cells, TIMING)
     return cost.fixed_s + cost.data_s
 
 
@@ -61,7 +61,7 @@ def test_statuses_read_as_the_summary_says_them():
 
 def test_a_family_costs_more_with_its_data_its_methods_and_its_passes():
     def cost(**kw):
-        return family_cost(family(**kw), TIMING, PRIORS["cpu"])
+        return family_cost(family(**kw), TIMING)
 
     big = {"n": 100_000, "d": 64}
     assert cost(**big).data_s > 100 * cost(n=1000).data_s
@@ -71,6 +71,8 @@ def test_a_family_costs_more_with_its_data_its_methods_and_its_passes():
     assert cost(**big, dtype="float64").data_s > 1.5 * cost(**big).data_s
     assert cost(methods=(*METHODS, "fused")).fixed_s > cost().fixed_s
     assert cost().compile_key is None and cost(methods=("manual", "compiled")).compile_key
+    on_gpu = family_cost([Cell("linear", m, device="cuda", **big) for m in METHODS], TIMING)
+    assert on_gpu.data_s < cost(**big).data_s / 10  # each cell's device has its own prior
 
 
 def test_the_time_left_is_the_families_laid_out_on_the_workers():

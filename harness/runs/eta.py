@@ -74,8 +74,13 @@ class FamilyCost:
     compile_key: tuple | None  # the shape and dtype a compiling method sees; None: no compile
 
 
-def family_cost(cells: Sequence[Cell], timing: TimingOptions, prior: Prior) -> FamilyCost:
+def prior_of(cell: Cell) -> Prior:
+    return PRIORS.get(cell.device, PRIORS["cpu"])
+
+
+def family_cost(cells: Sequence[Cell], timing: TimingOptions) -> FamilyCost:
     cell = cells[0]
+    prior = prior_of(cell)
     methods = len(cells)
     itemsize = DTYPES[cell.dtype].itemsize
     # a step is bound by the bytes it moves (the data, n x d, and a hidden layer, n x h) or by
@@ -116,11 +121,10 @@ class Estimate:
         families: Sequence[Sequence[Cell]],
         timing: TimingOptions,
         workers: int = 1,
-        device: str = "cpu",
         clock: Callable[[], float] = time.monotonic,
     ):
-        self.prior = PRIORS.get(device, PRIORS["cpu"])
-        self.costs = [family_cost(f, timing, self.prior) for f in families]
+        self.costs = [family_cost(f, timing) for f in families]
+        self.priors = [prior_of(f[0]) for f in families]
         self.workers = max(1, workers)
         self.clock = clock
         self.started = clock()
@@ -189,17 +193,18 @@ class Estimate:
 
     def _compile_costs(self) -> dict[int, float]:
         """Predicted compile seconds of each unfinished family that compiles."""
-        first = (self.prior.first_compile_s + sum(self._first)) / (1 + len(self._first))
-        later = (self.prior.next_compile_s + sum(self._next)) / (1 + len(self._next))
         fresh = self.workers - sum(1 for seen in self._compiled_on.values() if seen)
         out = {}
         for i in self._left:
             key = self.costs[i].compile_key
             if key is None:
                 continue
+            prior = self.priors[i]
             if fresh > 0:
-                out[i], fresh = first, fresh - 1
+                out[i] = (prior.first_compile_s + sum(self._first)) / (1 + len(self._first))
+                fresh -= 1
             else:  # on a worker that has seen the key, nothing to compile
+                later = (prior.next_compile_s + sum(self._next)) / (1 + len(self._next))
                 have = sum(key in seen for seen in self._compiled_on.values())
                 out[i] = later * max(0.0, 1 - have / self.workers)
         return out

@@ -74,10 +74,9 @@ class RunProgress:
         families: Sequence[Sequence[Cell]],
         timing: TimingOptions,
         workers: int = 1,
-        device: str = "cpu",
         console: Console | None = None,
     ):
-        self.estimate = Estimate(families, timing, workers, device)
+        self.estimate = Estimate(families, timing, workers)
         self.counts: Counter = Counter()
         self.progress = Progress(
             _Phase(self.estimate),
