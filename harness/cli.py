@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import shlex
 import signal
 import sys
@@ -16,10 +17,12 @@ from dataclasses import asdict
 from datetime import datetime, timezone
 from pathlib import Path
 
+from .invocation import gradbench_command
 from .runs.config import ConfigError, load_config
 from .runs.efficiency import sweep_efficiency
 from .runs.grid import Grid, expand
 from .runs.store import RunStore
+from .schema import STATUSES
 
 EXPERIMENTS = Path(__file__).resolve().parent.parent / "experiments"
 
@@ -33,10 +36,24 @@ def main(argv: list[str] | None = None) -> int:
     from .plugins import PluginError
 
     try:
-        return args.command(args)
+        status = args.command(args)
+        sys.stdout.flush()  # a reader gone (`| head`) shows here, not in the interpreter's exit
+        return status
     except (BadInput, ConfigError, PluginError) as exc:
         print(f"gradbench: error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        return _reader_gone()
+
+
+def _reader_gone() -> int:
+    """The reader of stdout left (`gradbench run X --dry-run | head`): stop quietly, as Unix tools
+    do, with the status a shell gives a process that SIGPIPE ended (128 + 13). What is still
+    buffered goes to /dev/null, else the interpreter's last flush prints a traceback."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return 128 + signal.SIGPIPE
 
 
 DEFAULT_EXECUTOR = "ray"
@@ -223,15 +240,14 @@ def _create_store(args, config, grid: Grid, executor, device: str) -> RunStore:
 
 def _execute(executor, store: RunStore, families, config) -> bool:
     """Run the families, appending each one's records as it finishes; True if Ctrl-C stopped it."""
-    progress = _progress()
-    task = progress.add_task("cells", total=sum(map(len, families)), failed=0)
-    with progress:
+    from .runs.progress import RunProgress, worker_count
+
+    with RunProgress(families, config.timing(), worker_count(executor)) as progress:
 
         def on_records(records: list[dict]) -> None:
             with _sigint_held(then_raise=True):  # a record is written whole or not at all
                 store.append(records)
-            failed = sum(r["status"] != "ok" for r in records)
-            progress.update(task, advance=len(records), failed=progress.tasks[0].fields["failed"] + failed)
+            progress.finished(records)
 
         try:
             executor.run(families, on_records, config.timing(), {"run_id": store.run_id})
@@ -258,7 +274,7 @@ def _sigint_held(then_raise: bool):
 
 
 def _resume_command(args, run_dir: Path) -> str:
-    words = ["gradbench", "run", str(args.config), "--resume", str(run_dir)]
+    words = [*gradbench_command(), "run", str(args.config), "--resume", str(run_dir)]
     for flag in ("executor", "address", "num_gpus", "workers", "device"):
         value = getattr(args, flag)
         if value is not None and not (flag == "executor" and value == DEFAULT_EXECUTOR):
@@ -288,34 +304,6 @@ def _print_dry_run(config, grid: Grid, done: set[str]) -> None:
             print(f"  {_describe_cell(cell)} {cell.method}: {reason}")
 
 
-def _progress():
-    from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        ProgressColumn,
-        TextColumn,
-        TimeRemainingColumn,
-    )
-    from rich.text import Text
-
-    class Rate(ProgressColumn):  # cells per second, over the last half minute
-        def render(self, task):
-            return Text(f"{task.speed or 0:.2f} cells/s")
-
-    rate = Rate()
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("failed {task.fields[failed]}"),
-        rate,
-        TimeRemainingColumn(),
-        console=Console(stderr=True),
-    )
-
-
 def _print_efficiency(efficiency: dict) -> None:
     """One line: the share of the workers' time spent measuring, and set-up per family."""
     workers = efficiency["workers"]
@@ -331,9 +319,8 @@ def _print_efficiency(efficiency: dict) -> None:
 
 def _print_summary(records, run_dir: Path, shown: int = 20) -> None:
     counts = records["status"].value_counts() if len(records) else {}
-    statuses = ("ok", "mismatch", "error", "oom", "timeout")
-    print("cells: " + ", ".join(f"{s} {counts.get(s, 0)}" for s in statuses))
-    for status in statuses[1:]:
+    print("cells: " + ", ".join(f"{s} {counts.get(s, 0)}" for s in STATUSES))
+    for status in STATUSES[1:]:
         what = "diagnosis" if status == "mismatch" else "error"
         bad = records[records["status"] == status]
         if len(bad):
@@ -346,6 +333,7 @@ def _print_summary(records, run_dir: Path, shown: int = 20) -> None:
         if len(bad) > shown:
             print(f"  ... and {len(bad) - shown} more")
     print(f"records: {run_dir}")
+    print(f"report with: {shlex.join([*gradbench_command(), 'report', str(run_dir)])}")
 
 
 # --- report, compare, list --------------------------------------------------------------------
