@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import torch
 from torch.autograd import DeviceType
-from torch.profiler import ProfilerActivity, profile
+from torch.autograd.profiler import profile
 
 # Cap on the profiler's cost: one step, or as many as fill PROFILE_TARGET_S (at most
 # MAX_PROFILED_STEPS) where a step is so short that one would be all profiler noise.
@@ -99,17 +99,17 @@ def profile_step(
     """Profile `steps_to_profile(expected_s)` calls of an already warmed step."""
     device = torch.device(device)
     steps = steps_to_profile(expected_s)
-    activities = [ProfilerActivity.CPU]
-    if device.type == "cuda":
-        activities.append(ProfilerActivity.CUDA)
     sync()
-    with profile(activities=activities) as prof:
+    # torch.autograd.profiler.profile is what torch.profiler.profile wraps: the same Kineto events
+    # (CPU ops; with use_device="cuda", CUDA kernels), without the wrapper's first-use import of
+    # torch._inductor (3 s per process here, paid by every worker's first profiled family)
+    with profile(use_kineto=True, use_device="cuda" if device.type == "cuda" else None) as prof:
         start = time.perf_counter()
         for _ in range(steps):
             step()
         sync()
         wall = time.perf_counter() - start
-    events = list(prof.events())
+    events = list(prof.function_events)
     ops = [e for e in events if e.device_type == DeviceType.CPU and e.name.startswith("aten::")]
     if device.type == "cuda":
         device_events = [e for e in events if e.device_type == DeviceType.CUDA]
