@@ -10,7 +10,6 @@ from __future__ import annotations
 import _thread
 import os
 import signal
-import sys
 import threading
 import time
 from collections import Counter
@@ -22,7 +21,7 @@ import torch
 from harness.cell import Cell
 from harness.measure import TimingOptions
 from harness.methods import _METHODS
-from harness.plugins import load_plugin
+from harness.plugins import forget_plugin, load_plugin
 from harness.runs.local import LocalExecutor
 from harness.runs.ray_executor import RayExecutor
 from harness.runs.ray_worker import Plan, plan_workers
@@ -73,7 +72,7 @@ method("raytest_slow", Slow)
 def cluster(tmp_path_factory):
     plugin = tmp_path_factory.mktemp("plugins") / "raytest_methods.py"
     plugin.write_text(PLUGIN)
-    module = load_plugin(plugin)  # as `gradbench run` does with a config's plugins; actors follow
+    load_plugin(plugin)  # as `gradbench run` does with a config's plugins; actors follow
     ray.init(
         address="local",
         num_cpus=2,
@@ -87,7 +86,7 @@ def cluster(tmp_path_factory):
     # tests that walk every registered method, or ship every loaded plugin, must not meet these
     for name in ("raytest_dies", "raytest_hangs", "raytest_slow"):
         _METHODS.pop(name, None)
-    sys.modules.pop(module, None)
+    forget_plugin(plugin)
 
 
 def family(i: int, methods=("manual", "autograd"), problem="linear") -> list[Cell]:

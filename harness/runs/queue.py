@@ -304,7 +304,7 @@ class _RunQueue:
     def where(self, slot: Slot) -> dict:
         row = slot.row or {}
         keys = ("gpu_id", "node", "device", "device_name", "threads")
-        return {**self.context, "worker": slot.index, **{k: row.get(k) for k in keys}}
+        return {**self.context, "worker": row.get("worker", slot.index), **{k: row.get(k) for k in keys}}
 
     def lost(self, slot: Slot, family: Family, reason: str) -> None:
         """The worker died running `family`: it goes back with one more attempt, or is given up."""

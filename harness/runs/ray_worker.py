@@ -1,7 +1,7 @@
 """A Ray worker: one process holding one device (a GPU, or CPU threads), running whole families.
 
-`plan_workers` decides how many, and what each reserves; `RayExecutor` (ray_executor.py) starts
-them, feeds them families and replaces the ones that die.
+`plan_workers` decides how many, and what each reserves; the queue (queue.py) starts them
+through ray_backend.py, feeds them families and replaces the ones that die.
 """
 
 from __future__ import annotations
@@ -69,7 +69,8 @@ class Worker:
             "threads": torch.get_num_threads(),
             "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
             "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
-            **(cuda_info() if self.device != "cpu" else {}),
+            # scalars only: the row is one line of the manifest's table of workers
+            **{k: v for k, v in cuda_info().items() if k != "cuda_devices" and self.device != "cpu"},
             # the peak that achieved_gbps is set against, measured on this worker's device
             **bandwidth_probe(self.device),
         }
@@ -90,7 +91,7 @@ def actor_class(plan: Plan):
     return ray.remote(Worker).options(
         num_cpus=plan.num_cpus,
         num_gpus=plan.num_gpus,
-        max_restarts=0,  # a dead actor stays dead: the driver replaces it and counts attempts
+        max_restarts=0,  # a dead actor stays dead: the queue replaces it and counts attempts
         max_task_retries=0,
     )
 
