@@ -326,3 +326,6 @@ def _compiled_loss(problem: Problem) -> Callable:
     config.cache_size_limit = max(config.cache_size_limit, 256)
     config.accumulated_cache_size_limit = max(config.accumulated_cache_size_limit, 1024)
     return torch.compile(problem.loss)
+
+
+from . import fused  # noqa: E402, F401  (registers the `fused` method, which builds on the above)

@@ -93,5 +93,5 @@ def test_an_exception_inside_a_step_becomes_an_error_record(tmp_path):
 def test_manifest_names_versions_cpu_and_threads():
     m = manifest()
     assert m["versions"]["torch"] == metadata.version("torch")
-    assert m["cpu"] and m["torch_threads"] >= 1
+    assert m["cpu"] and m["driver_torch_threads"] >= 1
     assert "cuda_available" in m

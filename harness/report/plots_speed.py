@@ -192,8 +192,10 @@ PLOTS = (time_vs_size, overhead_vs_manual, cost_ratio, bandwidth)
 
 
 def measured_peak(manifest: dict) -> float | None:
-    """The device's copy bandwidth probed by the workers (the best of them), or the manifest's own."""
-    workers = (manifest.get("executor") or {}).get("workers") or []
+    """The device's copy bandwidth probed by the workers (the best of them), or the manifest's own.
+    Workers are listed per segment of the run; older manifests listed them under "executor"."""
+    workers = [w for s in manifest.get("segments") or [] for w in s.get("workers") or []]
+    workers = workers or (manifest.get("executor") or {}).get("workers") or []
     probes = [w.get("bandwidth_probe_gbps") for w in workers if isinstance(w, dict)]
     probes = [p for p in probes if isinstance(p, (int, float)) and p > 0]
     return max(probes) if probes else manifest.get("bandwidth_probe_gbps")
