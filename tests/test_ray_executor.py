@@ -173,7 +173,7 @@ class TestFourGpus:
             assert len({r["worker"] for r in records if r["cell_id"] in {c.cell_id for c in cells}}) == 1
 
     def test_worker_killed_mid_run_loses_no_cell(self, ex):
-        pids = {w["worker"]: w["pid"] for w in ex.describe()["workers"]}
+        pids = {w["worker"]: w["pid"] for w in ex.pool.rows()}
         killed = []
 
         def kill_the_worker_that_just_finished(records):
@@ -188,7 +188,7 @@ class TestFourGpus:
         assert {r["status"] for r in records} == {"ok"}
         assert ex.stats.deaths == 1 and ex.stats.replaced == 1
         assert Counter(r["attempts"] for r in records)[2] == 2  # the one family it was running
-        new_pid = {w["worker"]: w["pid"] for w in ex.describe()["workers"]}.get(killed[0])
+        new_pid = {w["worker"]: w["pid"] for w in ex.pool.rows()}.get(killed[0])
         assert new_pid != pids[killed[0]]
 
     def test_hanging_family_times_out_and_the_run_goes_on(self, ex):
@@ -230,7 +230,7 @@ class TestFourGpus:
         finally:
             timer.cancel()
         assert 0 < len(got) < 80 and len(got) % 2 == 0  # whole families only
-        assert ex.describe()["workers"] == []  # actors killed
+        assert ex.pool.rows() == []  # actors killed
 
 
 def test_worker_that_cannot_start_fails_the_run_softly(cluster):

@@ -53,6 +53,7 @@ def cmd_run(args) -> int:
         print(f"run {store.dir}: {sum(map(len, todo))} of {len(grid.cells)} cells to run", file=sys.stderr)
         _execute(executor, store, todo, config, device)
     except KeyboardInterrupt:
+        sigint.take()
         interrupted = True
     finally:
         with sigint.held(then_raise=False):  # a second Ctrl-C must not tear the shutdown

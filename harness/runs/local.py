@@ -89,7 +89,7 @@ class LocalExecutor:
         return list(self.pool.seen)
 
     def describe(self) -> dict:
-        return {"executor": self.name, "workers": self.pool.rows()}
+        return {"executor": self.name, "device": self.device, "threads": self.threads}
 
     def run(
         self,

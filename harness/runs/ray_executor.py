@@ -169,7 +169,6 @@ class RayExecutor:
             "executor": self.name,
             "address": self.address,
             "plan": asdict(self.plan) if self.plan else None,
-            "workers": self.pool.rows() if self.pool else [],
             "working_dir": str(self.working_dir) if self.working_dir else None,
         }
 

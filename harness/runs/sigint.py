@@ -24,6 +24,7 @@ LEAVE_AT = 3
 class _State:
     count = 0  # SIGINTs received
     raised = False  # the first was raised as KeyboardInterrupt
+    taken = False  # and the command caught it (else a library swallowed it)
     held = 0  # depth of held sections
 
 
@@ -48,7 +49,7 @@ def _main_thread() -> bool:
 @contextlib.contextmanager
 def installed() -> Iterator[None]:
     """The handler for the block, counts reset; the previous one back afterwards."""
-    _State.count, _State.raised, _State.held = 0, False, 0
+    _State.count, _State.raised, _State.taken, _State.held = 0, False, False, 0
     if not _main_thread():
         yield
         return
@@ -71,9 +72,15 @@ def received() -> bool:
 
 
 def check() -> None:
-    """Raise KeyboardInterrupt for a Ctrl-C that was held or swallowed and not yet raised."""
-    if _State.count and not _State.raised and not _State.held:
+    """Raise KeyboardInterrupt for a Ctrl-C that was held, or raised and swallowed, and that
+    the command has not `take`n yet."""
+    if _State.count and not _State.taken and not _State.held:
         _raise()
+
+
+def take() -> None:
+    """The command has caught the KeyboardInterrupt and is stopping."""
+    _State.taken = True
 
 
 @contextlib.contextmanager
