@@ -13,7 +13,6 @@ _WHERE = {
     "run_family": "cell",
     "TimingOptions": "measure",
     "Method": "methods",
-    "Stepper": "methods",
     "register_method": "methods",
     "Pattern": "patterns",
     "register_pattern": "patterns",

@@ -1,8 +1,5 @@
-"""Is a gradient right? A float64 reference, normwise errors, calibrated tolerances, a diagnosis.
-
-The reference is autograd in float64 on the CPU, from the cell's inputs already rounded to its
-dtype and then upcast: what is measured is then the error of the computation alone, not of
-rounding the inputs (which alone is 1.3e-3 in bfloat16).
+"""Is a gradient right? Normwise errors against the float64 reference (reference.py),
+calibrated tolerances, a diagnosis.
 """
 
 from __future__ import annotations
@@ -12,7 +9,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .problems.base import Problem, Tensors
+from .problems.base import Tensors
 
 # Unit roundoff u = 2^-p of each dtype (p = significand bits).
 UNIT_ROUNDOFF = {
@@ -57,18 +54,6 @@ def error_model(dtype: torch.dtype, reduction_length: int) -> float:
 
 def tolerance(dtype: torch.dtype, reduction_length: int) -> float:
     return min(TOL_CAP, TOL_FACTOR * error_model(dtype, reduction_length))
-
-
-def rounded_reference(
-    problem: Problem, params: Tensors, data: Tensors, dtype: torch.dtype
-) -> tuple[Tensors, Tensors, Tensors]:
-    """(params64, data64, grad64): inputs rounded to `dtype`, upcast, and autograd's gradient."""
-    p64 = {k: v.to(dtype).to(torch.float64).requires_grad_(True) for k, v in params.items()}
-    d64 = {k: v.to(dtype).to(torch.float64) for k, v in data.items()}
-    keys = list(p64)
-    grads = torch.autograd.grad(problem.loss(p64, d64), [p64[k] for k in keys])
-    p64 = {k: v.detach() for k, v in p64.items()}
-    return p64, d64, dict(zip(keys, grads))
 
 
 @dataclass

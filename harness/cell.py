@@ -18,13 +18,15 @@ import torch
 
 from . import agreement as agr
 from . import gpu
+from . import reference as ref
 from .env import device_name
 from .measure import TimingOptions, first_call_s, interleaved, peak_bytes, summarize
-from .methods import Method, Stepper, get_method
+from .methods import METHODS, Method, get_method
 from .patterns import Pattern, parse_pattern
 from .problems import get_problem
 from .problems.base import Problem, Tensors
-from .record import COLUMNS, agreement_fields, fail, flat_params, identity, now, preview, timing_fields
+from .record import agreement_fields, fail, flat_params, identity, now, preview, timing_fields
+from .schema import Record
 
 DTYPES = {
     "float64": torch.float64,
@@ -33,6 +35,10 @@ DTYPES = {
     "bfloat16": torch.bfloat16,
 }
 MODES = ("gradient", "train")
+DEVICES = ("cpu", "cuda")
+# Fields added after runs were first stored, with the value every earlier cell implied: left out
+# of the id while they hold it, so a cell measured before keeps its id (resume, compare).
+LATER_FIELDS = {"device": "cpu"}
 
 
 @dataclass(frozen=True)
@@ -43,6 +49,7 @@ class Cell:
     method: str
     pattern: str = "full"
     dtype: str = "float32"
+    device: str = "cpu"  # the device type it runs on: cpu or cuda
     n: int | None = None
     d: int | None = None
     h: int | None = None
@@ -54,7 +61,8 @@ class Cell:
 
     @property
     def cell_id(self) -> str:
-        canonical = json.dumps(asdict(self), sort_keys=True, separators=(",", ":"))
+        fields = {k: v for k, v in asdict(self).items() if LATER_FIELDS.get(k, k) != v}
+        canonical = json.dumps(fields, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
     @property
@@ -69,8 +77,10 @@ class Cell:
     def problem_instance(self) -> Problem:
         return get_problem(self.problem)(n=self.n, d=self.d, h=self.h, data=self.data)
 
-    def skip_reason(self, device: str = "cpu") -> str | None:
-        """Why this cell cannot run on `device`, or None. Unknown names raise ValueError."""
+    def skip_reason(self) -> str | None:
+        """Why this cell cannot run on its device, or None. Unknown names raise ValueError."""
+        if self.device not in DEVICES:
+            raise ValueError(f"unknown device {self.device!r}; known: {', '.join(DEVICES)}")
         if self.dtype not in DTYPES:
             raise ValueError(f"unknown dtype {self.dtype!r}; known: {', '.join(DTYPES)}")
         if self.mode not in MODES:
@@ -81,20 +91,15 @@ class Cell:
         except KeyError as e:
             raise ValueError(e.args[0]) from None
         pattern = parse_pattern(self.pattern)
-        return method.skip_reason(type(problem), DTYPES[self.dtype], device) or pattern.skip_reason(
+        return method.skip_reason(type(problem), DTYPES[self.dtype], self.device) or pattern.skip_reason(
             problem, method
         )
 
 
-def _sync(device: torch.device) -> Callable[[], None]:
-    if device.type == "cuda":
-        return lambda: torch.cuda.synchronize(device)
-    return lambda: None
-
-
 @dataclass
 class _Setup:
-    """What a family shares: the problem, its inputs on the device, the float64 reference."""
+    """What a family shares: the problem, its inputs on the device, the float64 reference, and
+    the smaller float64 inputs of the methods' twins (see reference.py)."""
 
     problem: Problem
     pattern: Pattern
@@ -102,48 +107,65 @@ class _Setup:
     device: torch.device
     params: Tensors
     data: Tensors
-    params64: Tensors
-    data64: Tensors
     reference: Tensors
+    twin: tuple[Problem, Tensors, Tensors]
+    twin_reference: Tensors
     tol: float
+    setup_s: float
 
     @classmethod
     def build(cls, cell: Cell, device: torch.device) -> _Setup:
+        started = time.perf_counter()
         problem = cell.problem_instance()
         dtype = DTYPES[cell.dtype]
-        # data depend on (problem, sizes, data set, seed) only: every method and dtype of a
-        # family, and every run with the same seed, sees the same draw
-        params, data = problem.make(torch.Generator().manual_seed(cell.seed))
-        p64, d64, ref = agr.rounded_reference(problem, params, data, dtype)
+        pattern = parse_pattern(cell.pattern)
+        # data depend on (problem, sizes, data set, seed, device) only: every method and dtype of
+        # a family, and every run with the same seed, sees the same draw, made on the device by
+        # its own generator (CUDA's Philox draws differ from the CPU's Mersenne Twister)
+        params, data = problem.make(torch.Generator(device).manual_seed(cell.seed))
+        params = {k: v.to(device, dtype) for k, v in params.items()}
+        data = {k: v.to(device, dtype) for k, v in data.items()}
+        reference = ref.reference_grad(problem, params, data)
+        twin = ref.twin_inputs(problem, params, data, multiple=pattern.k if pattern.needs_batch else 1)
+        same = twin[0] is problem
+        gpu.synchronize(device)
         return cls(
             problem=problem,
-            pattern=parse_pattern(cell.pattern),
+            pattern=pattern,
             dtype=dtype,
             device=device,
-            params={k: v.to(device, dtype) for k, v in params.items()},
-            data={k: v.to(device, dtype) for k, v in data.items()},
-            params64=p64,
-            data64=d64,
-            reference=ref,
+            params=params,
+            data=data,
+            reference=reference,
+            twin=twin,
+            # on the whole data, the twin's reference is the reference, up to float64 rounding
+            twin_reference=reference if same else ref.reference_grad(*twin),
             tol=agr.tolerance(dtype, problem.reduction_length()),
+            setup_s=time.perf_counter() - started,
         )
 
-    def stepper(self, method: Method) -> Stepper:
-        return method.stepper(self.problem, self.params, self.data)
+    def stepper(self, method: type[Method]) -> Method:
+        return method(self.problem, self.params, self.data)
 
-    def check(self, method: Method, stepper: Stepper) -> tuple[agr.Agreement, float | None, list]:
+    def sync(self, method: type[Method]) -> Callable[[], None]:
+        return lambda: method.synchronize(self.device)
+
+    def check(self, method: type[Method], stepper: Method) -> tuple[agr.Agreement, float | None, list]:
         """Agreement of what the stepper's gradient buffer holds, and the same method's float64
-        error on the CPU, which tells a wrong formula from rounding."""
+        error (its twin's, on a subsample of rows when the data are large), which tells a wrong
+        formula from rounding."""
         grads = stepper.grads()
         a = agr.compare(grads, self.reference, self.pattern.multiplier, self.tol)
         formula_err = None
-        if method.name != "compiled" or self.dtype == torch.float64:  # no second compile
-            s64 = method.stepper(self.problem, self.params64, self.data64)
+        # a method without a twin is checked in float64 only when the cell itself is float64 on
+        # the whole data: the same computation again (for a compiled one, a cache hit)
+        if method.float64_twin or (self.dtype == torch.float64 and self.twin[0] is self.problem):
+            s64 = method(*self.twin)
             step64 = self.pattern.bind(s64)
             step64()
             step64()
             formula_err = agr.compare(
-                s64.grads(), self.reference, self.pattern.multiplier, agr.FORMULA_TOL
+                s64.grads(), self.twin_reference, self.pattern.multiplier, agr.FORMULA_TOL
             ).rel_err
         a.diagnosis = agr.diagnose(a, self.problem.n, self.pattern.k, formula_err)
         return a, formula_err, preview(grads)
@@ -154,16 +176,18 @@ class _Setup:
 
 def run_family(
     cells: Sequence[Cell],
-    device: str | torch.device = "cpu",
+    device: str | torch.device | None = None,
     threads: int | None = None,
     timing: TimingOptions | None = None,
     context: dict | None = None,
 ) -> list[dict]:
     """Run cells that differ only by method; one record per cell, in the order given.
 
-    `context` is merged into every record (run_id, gpu_id, node, worker: the executor's
-    business). Train-mode records carry `trajectory`, a list of per-step rows that the store
-    writes to trajectories.parquet. Exceptions in a method become its record's status.
+    The cells' device type is where they run; `device` names which one of that type (a worker's
+    "cuda:0"), and is ignored when its type is not the cells'. `context` is merged into every
+    record (run_id, gpu_id, node, worker: the executor's business). Train-mode records carry
+    `trajectory`, a list of per-step rows that the store writes to trajectories.parquet.
+    Exceptions in a method become its record's status.
     """
     if not cells:
         return []
@@ -173,11 +197,11 @@ def run_family(
     if len({c.method for c in cells}) != len(cells):
         raise ValueError("run_family got the same method twice")
     timing = timing or TimingOptions()
-    device = torch.device(device)
+    device = _device(cells[0].device, device)
     if threads:
         torch.set_num_threads(threads)
     threads = torch.get_num_threads()
-    started = now()
+    started, began = now(), time.perf_counter()
     base = {
         "device": device.type,
         "device_name": device_name(device),
@@ -188,10 +212,8 @@ def run_family(
         "attempts": 1,
         **(context or {}),
     }
-    records = {
-        c.method: {**dict.fromkeys(COLUMNS), **base, **identity(c), "started_at": started, "status": "ok"}
-        for c in cells
-    }
+    where = {"device": device.type, "started_at": started, "status": "ok"}  # where it ran
+    records = {c.method: {**Record.blank(), **base, **identity(c), **where} for c in cells}
 
     try:
         setup = _Setup.build(cells[0], device)
@@ -203,49 +225,68 @@ def run_family(
     with torch.no_grad():
         output = preview(setup.problem.output(setup.params, setup.data))
     for r in records.values():
-        r.update(tol=setup.tol, output_preview=output, bytes_moved=setup.min_bytes())
+        r.update(tol=setup.tol, output_preview=output, bytes_moved=setup.min_bytes(), setup_s=setup.setup_s)
 
     runner = _train if cells[0].mode == "train" else _gradient
     runner(cells, setup, records, threads, timing)
     finished = now()
+    wall_s = time.perf_counter() - began
     for r in records.values():
         r["finished_at"] = r["finished_at"] or finished
+        r["family_wall_s"] = wall_s
         if r["status"] == "ok" and r.get("agree") is False:
             r["status"] = "mismatch"
     return [records[c.method] for c in cells]
 
 
-def _applicable(cell: Cell, setup: _Setup) -> Method:
-    reason = cell.skip_reason(setup.device.type)
+def _device(kind: str, given: str | torch.device | None) -> torch.device:
+    """Where cells of device type `kind` run in a worker holding `given`: there when it is of
+    that type; on the worker's device when this process has no CUDA (a logical GPU of a test
+    cluster), and the record says so; else on `kind`."""
+    if given is not None:
+        given = torch.device(given)
+        if given.type == kind or (kind == "cuda" and not torch.cuda.is_available()):
+            return given
+    return torch.device(kind)
+
+
+def _applicable(cell: Cell, setup: _Setup) -> type[Method]:
+    reason = cell.skip_reason()
     if reason:
         raise ValueError(f"not applicable: {reason}")
     return get_method(cell.method)
 
 
+def _baseline(cells) -> str | None:
+    """The family's method that every other one is paired with (`vs_manual`), if it has one."""
+    return next((c.method for c in cells if c.method in METHODS and get_method(c.method).baseline), None)
+
+
 def _gradient(cells, setup: _Setup, records, threads, timing: TimingOptions) -> None:
-    sync = _sync(setup.device)
     # the CUDA context and cuBLAS handles are made here, not inside a method's first call
     gpu.warm_up(setup.device, {setup.dtype, torch.float32})
     steps: dict[str, Callable[[], None]] = {}
+    syncs: dict[str, Callable[[], None]] = {}
     for cell in cells:
         record = records[cell.method]
         try:
             method = _applicable(cell, setup)
+            sync = setup.sync(method)
             stepper = setup.stepper(method)
             step = setup.pattern.bind(stepper)
-            first = first_call_s(step, sync)  # for `compiled`, this is the compile
+            first = first_call_s(step, sync)  # a method that compiles does it here
             for _ in range(max(1, timing.warmup - 1)):
                 step()
             sync()
             # the gradient a step leaves after repeated calls: a step must not depend on what
             # an earlier call left behind (a forgotten zero shows here)
             record.update(agreement_fields(*setup.check(method, stepper)))
-            record.update(first_call_s=first, compile_s=first if cell.method == "compiled" else None)
+            record.update(first_call_s=first, compile_s=first if method.compiles else None)
             if method.traceable_memory:
                 record["peak_bytes"], record["peak_bytes_kind"] = peak_bytes(step, setup.device)
             else:
                 record["peak_bytes"], record["peak_bytes_kind"] = None, "unmeasured"
-            steps[cell.method] = step
+            steps[cell.method], syncs[cell.method] = step, sync
         except Exception as exc:
             fail(record, exc)
 
@@ -260,13 +301,21 @@ def _gradient(cells, setup: _Setup, records, threads, timing: TimingOptions) -> 
             problem.loss(params, data)
 
     try:
-        samples, blocks = interleaved({**steps, forward_key: forward}, threads, timing, sync, setup.device)
+        # the forward's kernels are warmed like every step's (a kernel's first launch on CUDA
+        # loads its module: milliseconds)
+        for _ in range(max(1, timing.warmup)):
+            forward()
+        began = time.perf_counter()
+        samples, blocks = interleaved({**steps, forward_key: forward}, threads, timing, syncs, setup.device)
+        timed_s = time.perf_counter() - began
     except Exception as exc:
         for name in steps:
             fail(records[name], exc)
         return
+    for r in records.values():
+        r["family_timed_s"] = timed_s
     forward_s = summarize(samples.pop(forward_key))["time_median_s"]
-    timing_fields(records, samples, setup.min_bytes(), forward_s)
+    timing_fields(records, samples, setup.min_bytes(), forward_s, _baseline(cells))
     for name in samples:
         records[name]["inner"] = blocks[name]
 
@@ -274,8 +323,7 @@ def _gradient(cells, setup: _Setup, records, threads, timing: TimingOptions) -> 
 def _train(cells, setup: _Setup, records, threads, timing: TimingOptions) -> None:
     """SGD for `steps` steps, the methods taking turns step by step; the loss logged at each
     step is the one at the parameters before that step's update, as the post prints it."""
-    sync = _sync(setup.device)
-    runs: dict[str, tuple[Stepper, Callable[[], None]]] = {}
+    runs: dict[str, tuple[Method, Callable[[], None]]] = {}
     for cell in cells:
         record = records[cell.method]
         try:
@@ -302,11 +350,11 @@ def _train(cells, setup: _Setup, records, threads, timing: TimingOptions) -> Non
             try:
                 with torch.no_grad():
                     loss = float(setup.problem.loss(stepper.current_params(), setup.data))
-                sync()
+                stepper.synchronize(setup.device)
                 start = time.perf_counter()
                 step()
                 stepper.sgd(lr)
-                sync()
+                stepper.synchronize(setup.device)
                 times[name].append(time.perf_counter() - start)
                 record["trajectory"].append(
                     {
@@ -327,4 +375,5 @@ def _train(cells, setup: _Setup, records, threads, timing: TimingOptions) -> Non
         )
         if not math.isfinite(record["final_loss"] or 0.0):
             record["diagnosis"] = (record.get("diagnosis") or "") + " training diverged (non-finite loss)"
-    timing_fields(records, {k: v for k, v in times.items() if k in runs}, setup.min_bytes(), None)
+    times = {k: v for k, v in times.items() if k in runs}
+    timing_fields(records, times, setup.min_bytes(), None, _baseline(cells))

@@ -64,7 +64,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--resume", type=Path, metavar="RUN_DIR", help="run only the cells RUN_DIR lacks")
     run.add_argument("--dry-run", action="store_true", help="list the cells and skipped combinations")
     run.add_argument("--strict", action="store_true", help="exit 1 when any cell is not ok")
-    run.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda where torch sees one")
+    run.add_argument(
+        "--device", choices=("cpu", "cuda"), help="run every cell there (default: the config's `devices`)"
+    )
     run.set_defaults(command=cmd_run)
     report = sub.add_parser("report", help="write report.md, report.html and plots of a run")
     report.add_argument("run_dir", type=Path, metavar="RUN_DIR")
@@ -159,8 +161,9 @@ def cmd_list(args) -> int:
     from .methods import get_method, method_names
     from .patterns import pattern_names
     from .problems import get_problem, problem_names
-    from .runs.command import default_device
-    from .runs.config import ConfigError, expand, load_config
+    from .runs.command import local_devices
+    from .runs.config import ConfigError, load_config
+    from .runs.grid import expand
 
     print("problems (sizes; data sets):")
     for name in problem_names():
@@ -180,7 +183,7 @@ def cmd_list(args) -> int:
     for path in sorted(folder.glob("*.yaml")):
         try:
             config = load_config(path)
-            grid = expand(config, "cuda" if path.stem == "full" else default_device())
+            grid = expand(config, local_devices())
             print(f"  {path.name:<20} {len(grid.cells)} cells: {', '.join(config.experiment.problems)}")
         except ConfigError as exc:
             print(f"  {path.name:<20} invalid: {exc}")

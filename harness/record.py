@@ -1,4 +1,4 @@
-"""A record: its columns, and how measurements fill them. Flat, JSON scalars and short lists."""
+"""How measurements fill a record (its columns are defined in schema.py)."""
 
 from __future__ import annotations
 
@@ -11,29 +11,6 @@ from .agreement import Agreement
 from .measure import paired_ratio, summarize
 from .problems.base import Tensors
 
-# Every record has these columns (None where they do not apply), in this order; columns may be
-# added, never renamed: stored runs are read back by name.
-# fmt: off
-COLUMNS = (
-    # identity
-    "run_id", "cell_id", "problem", "mode", "method", "pattern", "k", "dtype", "n", "d", "h", "seed",
-    "data", "steps", "lr",
-    # where
-    "device", "device_name", "gpu_id", "node", "worker", "threads",
-    # agreement
-    "rel_err", "max_abs_err", "scale", "cosine", "tol", "agree", "diagnosis", "f64_rel_err",
-    "grad_preview", "output_preview",
-    # timing
-    "time_median_s", "time_iqr_s", "time_min_s", "time_mean_s", "samples", "inner", "stable",
-    "vs_manual", "vs_manual_lo", "vs_manual_hi", "first_call_s", "compile_s",
-    # cost
-    "peak_bytes", "peak_bytes_kind", "bytes_moved", "achieved_gbps", "forward_median_s", "cost_ratio",
-    # train mode
-    "final_loss", "final_params",
-    # outcome
-    "status", "error", "attempts", "started_at", "finished_at",
-)
-# fmt: on
 PREVIEW = 8  # values of the gradient and the output kept in each record
 
 
@@ -84,11 +61,16 @@ def agreement_fields(a: Agreement, formula_err: float | None, preview: list) -> 
 
 
 def timing_fields(
-    records: dict, samples: dict[str, list[float]], floor: int | None, forward_s: float | None
+    records: dict,
+    samples: dict[str, list[float]],
+    floor: int | None,
+    forward_s: float | None,
+    baseline: str | None,
 ) -> None:
-    """Statistics of each method's samples, paired with manual's, and the costs derived from them:
-    `floor` is the least bytes a gradient must move, `forward_s` the time of the loss alone."""
-    manual = samples.get("manual")
+    """Statistics of each method's samples, paired with the baseline method's (`vs_manual`), and
+    the costs derived from them: `floor` is the least bytes a gradient must move, `forward_s` the
+    time of the loss alone."""
+    manual = samples.get(baseline) if baseline else None
     for name, times in samples.items():
         stats = summarize(times)
         ratio = paired_ratio(times, manual) if manual is not None else (None, None, None)

@@ -12,7 +12,7 @@ import pytest
 from test_report import FAST, family, write_run  # the run-directory helpers of the report tests
 
 from harness import Cell, register_method, run_family
-from harness.methods import _METHODS, Autograd, AutogradStepper
+from harness.methods import METHODS, Autograd
 from harness.report import compare_runs
 from harness.report.compare import ratio_bounds
 
@@ -130,19 +130,14 @@ def test_cells_missing_from_one_run_are_counted(base, tmp_path):
 DELAY = {"s": 0.0}
 
 
-class SleepyStepper(AutogradStepper):
-    def accumulate(self, batch, weight=1.0):
-        time.sleep(DELAY["s"])
-        super().accumulate(batch, weight)
-
-
 class Sleepy(Autograd):
     """autograd plus a sleep: a method made slower on purpose between two runs."""
 
     name = "test_sleepy_autograd"
 
-    def stepper(self, problem, params, data):
-        return SleepyStepper(problem, params, data)
+    def accumulate(self, batch, weight=1.0):
+        time.sleep(DELAY["s"])
+        super().accumulate(batch, weight)
 
 
 @pytest.fixture
@@ -150,7 +145,7 @@ def sleepy():
     """Registered for this test only: tests that walk every registered method must not meet it."""
     register_method(Sleepy)
     yield
-    _METHODS.pop(Sleepy.name, None)
+    METHODS.remove(Sleepy.name)
 
 
 def test_a_plugin_method_that_sleeps_is_caught_end_to_end(tmp_path, sleepy):

@@ -12,10 +12,11 @@ from typing import ClassVar
 import numpy as np
 import torch
 
+from ..registry import Registry
+from ..schema import SIZE_NAMES
+
 Tensors = dict[str, torch.Tensor]
 Arrays = dict[str, np.ndarray]
-
-SIZE_NAMES = ("n", "d", "h")
 
 
 class Problem:
@@ -31,6 +32,10 @@ class Problem:
     batched: ClassVar[tuple[str, ...]] = ()
     # Data sets that exist besides "random": "post" is the seed post's exact numbers.
     datasets: ClassVar[tuple[str, ...]] = ("random",)
+    # the time of a gradient over the forward's that its arithmetic predicts, and why; reports
+    # draw it beside the cheap-gradient bound of 5
+    expected_cost_ratio: ClassVar[float | None] = None
+    expected_cost_ratio_why: ClassVar[str] = ""
 
     def __init__(
         self, n: int | None = None, d: int | None = None, h: int | None = None, data: str = "random"
@@ -49,7 +54,9 @@ class Problem:
 
     # -- to write in a subclass --------------------------------------------------------------
     def make(self, gen: torch.Generator) -> tuple[Tensors, Tensors]:
-        """(params, data) as float32 CPU tensors, drawn from `gen` (seeded by the harness)."""
+        """(params, data) as float32 tensors drawn from `gen`, a generator seeded by the harness on
+        the cell's device: make them there (`device=gen.device`), so that data of any size never
+        pass through the host. Fixed data may be made anywhere: the harness moves them."""
         raise NotImplementedError
 
     def output(self, params: Tensors, data: Tensors) -> torch.Tensor:
@@ -77,6 +84,10 @@ class Problem:
     def has_numpy(cls) -> bool:
         return cls.numpy_grad is not Problem.numpy_grad
 
+    def with_rows(self, n: int) -> Problem:
+        """The same problem at n samples (the float64 twin's subsample)."""
+        return type(self)(n=n, d=self.d, h=self.h, data=self.data)
+
     def rows(self, data: Tensors) -> int:
         """Samples along the batch axis: what micro-batch patterns split."""
         return data[self.batched[0]].shape[0] if self.batched else 1
@@ -85,16 +96,22 @@ class Problem:
         """The longest sum a gradient of this problem takes: what rounding error grows with."""
         return max(s for s in (self.n, self.d, self.h) if s is not None) if self.sizes else 1
 
-    def describe(self) -> str:
-        doc = (type(self).__doc__ or "").strip().splitlines()
-        return doc[0] if doc else self.name
+    @classmethod
+    def declared(cls) -> dict:
+        """What reports need to know of it, as plain data (kept in a run's manifest)."""
+        doc = (cls.__doc__ or "").strip().splitlines()
+        return {
+            "doc": doc[0] if doc else cls.name,
+            "sizes": list(cls.sizes),
+            "expected_cost_ratio": cls.expected_cost_ratio,
+            "expected_cost_ratio_why": cls.expected_cost_ratio_why,
+        }
 
 
-_PROBLEMS: dict[str, type[Problem]] = {}
+PROBLEMS: Registry[type[Problem]] = Registry("problem")
 
 
-def register_problem(cls: type[Problem]) -> type[Problem]:
-    """Class decorator: make a Problem subclass runnable by its `name`."""
+def _check(cls: type) -> None:
     name = getattr(cls, "name", None)
     if not isinstance(name, str) or not name:
         raise TypeError(f"{cls.__qualname__} needs a class attribute name = '...'")
@@ -103,20 +120,23 @@ def register_problem(cls: type[Problem]) -> type[Problem]:
     bad = set(cls.sizes) - set(SIZE_NAMES)
     if bad:
         raise TypeError(f"{cls.__qualname__}.sizes may hold only {SIZE_NAMES}, not {sorted(bad)}")
-    _PROBLEMS[name] = cls
-    return cls
+
+
+# `@register_problem` or `@register_problem(replace=True)`: make a Problem runnable by its `name`
+register_problem = PROBLEMS.decorator(_check)
 
 
 def get_problem(name: str) -> type[Problem]:
-    try:
-        return _PROBLEMS[name]
-    except KeyError:
-        raise KeyError(f"unknown problem {name!r}; known: {', '.join(sorted(_PROBLEMS))}") from None
+    return PROBLEMS.get(name)
 
 
 def problem_names() -> list[str]:
-    return sorted(_PROBLEMS)
+    return PROBLEMS.names()
 
 
 def normal(gen: torch.Generator, *shape: int) -> torch.Tensor:
-    return torch.randn(*shape, generator=gen, dtype=torch.float32)
+    return torch.randn(*shape, generator=gen, dtype=torch.float32, device=gen.device)
+
+
+def uniform(gen: torch.Generator, *shape: int) -> torch.Tensor:
+    return torch.rand(*shape, generator=gen, dtype=torch.float32, device=gen.device)

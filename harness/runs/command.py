@@ -15,8 +15,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from . import sigint
-from .config import Grid, expand, load_config
+from .config import load_config
+from .efficiency import sweep_efficiency
 from .executor import executor_kinds
+from .grid import Grid, expand
 from .store import RunStore
 
 DEFAULT_EXECUTOR = "ray"
@@ -32,7 +34,7 @@ def cmd_run(args) -> int:
     store = _open_resumed(args.resume, config) if args.resume else None
     done = store.done_ids() if store else set()
     if args.dry_run:
-        _print_dry_run(config, expand(config, args.device or default_device()), done)
+        _print_dry_run(config, _grid(config, args, local_devices()), done)
         return 0
 
     started_at, executor, interrupted = _now(), None, False
@@ -43,15 +45,15 @@ def cmd_run(args) -> int:
         except ConnectionError as exc:
             raise BadInput(f"--address {args.address}: cannot connect: {exc}") from None
         sigint.ensure()  # starting Ray may have replaced the handler or swallowed a Ctrl-C
-        device = args.device or (executor.devices() or [default_device()])[0]
-        grid = expand(config, device)
+        available = tuple(executor.devices()) or ("cpu",)
+        grid = _grid(config, args, available)
         with sigint.held():  # a run directory is whole (config, manifest) or not there
             if store is None:
-                store = _create_store(args, config, grid, executor, device)
+                store = _create_store(args, config, grid, executor, ", ".join(available))
             _begin_segment(store, started_at, executor)
         todo = Grid([c for c in grid.cells if c.cell_id not in done], []).families
         print(f"run {store.dir}: {sum(map(len, todo))} of {len(grid.cells)} cells to run", file=sys.stderr)
-        _execute(executor, store, todo, config, device)
+        _execute(executor, store, todo, config)
     except KeyboardInterrupt:
         sigint.take()
         interrupted = True
@@ -69,9 +71,13 @@ def cmd_run(args) -> int:
         interrupted = interrupted or sigint.received()
         records = store.finish()
         counts = records["status"].value_counts().to_dict() if len(records) else {}
+        efficiency = sweep_efficiency(records)
         _end_segment(store, rows, interrupted)
-        store.update_manifest(finished_at=_now(), interrupted=interrupted, status_counts=counts)
+        store.update_manifest(
+            finished_at=_now(), interrupted=interrupted, status_counts=counts, efficiency=efficiency
+        )
         _print_summary(records, store.dir)
+        _print_efficiency(efficiency)
         if interrupted or sigint.received():
             print(f"interrupted; resume with:\n  {_resume_command(args, store.dir)}", file=sys.stderr)
             return 130
@@ -103,10 +109,16 @@ def _build(kind, args, config):
         raise BadInput(f"--executor {kind.name}: {exc}") from None
 
 
-def default_device() -> str:
+def local_devices() -> tuple[str, ...]:
     import torch
 
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    return ("cpu", "cuda") if torch.cuda.is_available() else ("cpu",)
+
+
+def _grid(config, args, available: tuple[str, ...]) -> Grid:
+    if args.device and args.device not in available:
+        raise BadInput(f"--device {args.device}: no worker has a {args.device} device here")
+    return expand(config, available, device=args.device)
 
 
 def _now() -> str:
@@ -146,6 +158,7 @@ def _create_store(args, config, grid: Grid, executor, device: str) -> RunStore:
         for c, why in grid.skipped
     ]
     info = {**manifest(), "run": run, "executor": executor.describe(), "segments": [], "skipped": skipped}
+    info.update(grid.declared())
     try:
         return RunStore.create(args.out, config.name, config.hash, config.resolved(), info)
     except OSError as exc:
@@ -188,7 +201,7 @@ def _end_segment(store: RunStore, rows: list[dict], interrupted: bool) -> None:
 # --- running, with progress -------------------------------------------------------------------
 
 
-def _execute(executor, store: RunStore, families, config, device: str) -> None:
+def _execute(executor, store: RunStore, families, config) -> None:
     """Run the families, appending each one's records as it finishes."""
     progress = _progress()
     task = progress.add_task("cells", total=sum(map(len, families)), failed=0)
@@ -200,7 +213,8 @@ def _execute(executor, store: RunStore, families, config, device: str) -> None:
             failed = sum(r["status"] != "ok" for r in records)
             progress.update(task, advance=len(records), failed=progress.tasks[0].fields["failed"] + failed)
 
-        executor.run(families, on_records, config.timing(), {"run_id": store.run_id}, device=device)
+        # each family needs a worker of its cells' device (queue.py matches them)
+        executor.run(families, on_records, config.timing(), {"run_id": store.run_id})
     sigint.check()
 
 
@@ -217,6 +231,19 @@ def _resume_command(args, run_dir: Path) -> str:
     if args.strict:
         words.append("--strict")
     return shlex.join(words)
+
+
+def _print_efficiency(efficiency: dict) -> None:
+    """One line: the share of the workers' time spent measuring, and set-up per family."""
+    workers = efficiency["workers"]
+    if not workers or efficiency["overall"] is None:
+        return
+    setup = sum(w["setup_s"] for w in workers) / max(1, sum(w["families"] for w in workers))
+    each = ", ".join(f"{w['worker'] or 'local'} {w['efficiency']:.0%}" for w in workers if w["efficiency"])
+    print(
+        f"sweep efficiency: {efficiency['overall']:.0%} of the workers' time inside timed measurement "
+        f"({each}); set-up {setup * 1e3:.3g} ms per family"
+    )
 
 
 def _describe_cell(cell) -> str:

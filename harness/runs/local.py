@@ -35,8 +35,8 @@ class _Ticket:
 
 
 class LocalBackend:
-    def __init__(self, device: str, threads: int | None):
-        self.device, self.threads = device, threads
+    def __init__(self, device: str, threads: int | None, runs: tuple[str, ...]):
+        self.device, self.threads, self.runs = device, threads, runs
         self.where = {"worker": "local", "node": socket.gethostname()}
 
     def start(self, index: int):
@@ -44,6 +44,7 @@ class LocalBackend:
             **self.where,
             "pid": os.getpid(),
             "device": self.device,
+            "runs": self.runs,
             "device_name": device_name(torch.device(self.device)),
             "threads": self.threads or torch.get_num_threads(),
             # the peak that achieved_gbps is set against, measured on this device
@@ -77,13 +78,15 @@ class LocalExecutor:
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.threads = threads
         # one family at a time, and no deadline: nothing here could stop a family that hangs
-        self.pool = Pool(LocalBackend(self.device, threads), workers=1, cell_timeout_s=math.inf, in_flight=1)
+        backend = LocalBackend(self.device, threads, self.devices())
+        self.pool = Pool(backend, workers=1, cell_timeout_s=math.inf, in_flight=1)
 
     def start(self) -> list[dict]:
         return self.pool.start()
 
-    def devices(self) -> list[str]:
-        return [self.device]
+    def devices(self) -> tuple[str, ...]:
+        """The device types this process can run cells on."""
+        return ("cpu", "cuda") if torch.cuda.is_available() else ("cpu",)
 
     def worker_rows(self) -> list[dict]:
         return list(self.pool.seen)
@@ -106,8 +109,6 @@ class LocalExecutor:
 
 
 def _build(args, config) -> LocalExecutor:
-    if args.device == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda: torch sees no CUDA device here")
     return LocalExecutor(device=args.device, threads=config.experiment.threads)
 
 

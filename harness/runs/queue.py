@@ -65,7 +65,10 @@ class Slot:
         return self.row is not None and self.retired is None
 
     def fits(self, family: Family) -> bool:
-        return family.device is None or (self.row or {}).get("device") == family.device
+        """The row's "runs" lists the device kinds its worker runs cells on (a GPU worker runs
+        CPU cells too); without it, its "device"."""
+        row = self.row or {}
+        return family.device is None or family.device in row.get("runs", (row.get("device"),))
 
     def may_fit(self, family: Family) -> bool:
         """Could run it now or once started (a starting worker's device is not known yet)."""
@@ -344,7 +347,9 @@ class _RunQueue:
     def why_not_run(self, family: Family) -> str:
         retired = "; ".join(s.retired for s in self.pool.slots if s.retired)
         if family.device and any(s.ready for s in self.pool.slots):
-            have = sorted({s.row.get("device") for s in self.pool.slots if s.ready})
+            have = sorted(
+                {str(d) for s in self.pool.slots if s.ready for d in s.row.get("runs", [s.row["device"]])}
+            )
             return f"not run: it needs a {family.device} worker, the workers have {', '.join(map(str, have))}"
         return f"not run: {retired or 'no worker'}"
 
@@ -370,5 +375,5 @@ class _RunQueue:
 
 
 def families_of(cell_lists: Iterable[Sequence[Cell]], device: str | None = None) -> Iterator[Family]:
-    """Plain lists of cells as families needing `device` (None: any worker)."""
-    return (Family(list(cells), device) for cells in cell_lists if cells)
+    """Plain lists of cells as families needing `device`, by default their cells' own."""
+    return (Family(list(cells), device or getattr(cells[0], "device", None)) for cells in cell_lists if cells)

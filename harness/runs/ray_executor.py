@@ -154,7 +154,8 @@ class RayExecutor:
         return self._connect().start(patience_s)
 
     def devices(self) -> list[str]:
-        return sorted({row["device"] for row in self.pool.rows()}) if self.pool else []
+        rows = self.pool.rows() if self.pool else []
+        return sorted({d for row in rows for d in row.get("runs", [row["device"]])})
 
     def worker_rows(self) -> list[dict]:
         return list(self.pool.seen) if self.pool else []
