@@ -44,7 +44,7 @@ class LocalBackend:
             **self.where,
             "pid": os.getpid(),
             "device": self.device,
-            "runs": self.runs,
+            "runs": ",".join(self.runs),
             "device_name": device_name(torch.device(self.device)),
             "threads": self.threads or torch.get_num_threads(),
             # the peak that achieved_gbps is set against, measured on this device
@@ -109,7 +109,11 @@ class LocalExecutor:
 
 
 def _build(args, config) -> LocalExecutor:
-    return LocalExecutor(device=args.device, threads=config.experiment.threads)
+    # a --device this process lacks is refused by the command, once it has asked `devices`
+    device = (
+        args.device if args.device in ("cpu", *(("cuda",) if torch.cuda.is_available() else ())) else None
+    )
+    return LocalExecutor(device=device, threads=config.experiment.threads)
 
 
 register_executor(ExecutorKind("local", "in this process, one family at a time, for debugging", _build))

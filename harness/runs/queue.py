@@ -65,10 +65,7 @@ class Slot:
         return self.row is not None and self.retired is None
 
     def fits(self, family: Family) -> bool:
-        """The row's "runs" lists the device kinds its worker runs cells on (a GPU worker runs
-        CPU cells too); without it, its "device"."""
-        row = self.row or {}
-        return family.device is None or family.device in row.get("runs", (row.get("device"),))
+        return family.device is None or family.device in runs(self.row or {})
 
     def may_fit(self, family: Family) -> bool:
         """Could run it now or once started (a starting worker's device is not known yet)."""
@@ -372,6 +369,12 @@ class _RunQueue:
                 if not isinstance(outcome, Done):
                     break
                 self.deliver(outcome.value)
+
+
+def runs(row: dict) -> list[str]:
+    """The device kinds a worker runs cells on: its row's "runs" ("cuda,cpu": a GPU worker runs
+    a GPU run's CPU cells on its CPU), or else its "device"."""
+    return str(row.get("runs") or row.get("device")).split(",")
 
 
 def families_of(cell_lists: Iterable[Sequence[Cell]], device: str | None = None) -> Iterator[Family]:

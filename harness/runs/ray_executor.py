@@ -18,7 +18,7 @@ from ..cell import Cell
 from ..measure import TimingOptions
 from ..plugins import loaded_plugins
 from .executor import ExecutorKind, OnRecords, Option, register_executor
-from .queue import Pool, RunStats, families_of
+from .queue import Pool, RunStats, families_of, runs
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 # what `working_dir` never ships: results and environments can be gigabytes
@@ -155,7 +155,7 @@ class RayExecutor:
 
     def devices(self) -> list[str]:
         rows = self.pool.rows() if self.pool else []
-        return sorted({d for row in rows for d in row.get("runs", [row["device"]])})
+        return sorted({d for row in rows for d in runs(row)})
 
     def worker_rows(self) -> list[dict]:
         return list(self.pool.seen) if self.pool else []

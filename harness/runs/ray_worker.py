@@ -66,7 +66,7 @@ class Worker:
             "node_ip": ray.util.get_node_ip_address(),
             "device": torch.device(self.device).type,
             # the kinds of cell it runs: a GPU worker runs a GPU run's CPU cells on its CPU
-            "runs": ("cuda", "cpu") if self.device != "cpu" else ("cpu",),
+            "runs": "cuda,cpu" if self.device != "cpu" else "cpu",
             "device_name": device_name(torch.device(self.device)),
             "threads": torch.get_num_threads(),
             "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
