@@ -3,18 +3,19 @@ purpose fails and is named; noise alone never fails; a gradient that turns wrong
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
-from test_report import FAST, family, write_run  # the run-directory helpers of the report tests
+from test_report import FAST, family
 
 from harness import Cell, register_method, run_family
 from harness.methods import METHODS, Autograd
 from harness.report import compare_runs
 from harness.report.compare import ratio_bounds
+from harness.runs.store import RECORDS_JSONL, read_jsonl
+from helpers import write_run
 
 TIMES = ("time_median_s", "time_iqr_s", "time_min_s", "time_mean_s")
 SIZES = ((256, 4), (2048, 8))
@@ -40,7 +41,7 @@ def altered(base: Path, dest: Path, change) -> Path:
 
 
 def records_of(run: Path) -> list[dict]:
-    return [json.loads(line) for line in (run / "records.jsonl").read_text().splitlines()]
+    return read_jsonl(run / RECORDS_JSONL)
 
 
 def scaled(method: str, factor: float):
@@ -72,7 +73,7 @@ def test_a_method_made_three_times_slower_is_named(base, tmp_path):
         assert r["cell"].endswith(" autograd") and r["detail"].startswith("3.00x")
         assert r["cell"] in result.text
     assert f"REGRESSIONS: {len(SIZES)} ({len(SIZES)} time)" in result.text
-    assert result.plot == new / "compare-base.png" and result.plot.exists()
+    assert result.plot == new / f"compare-{base.name}.png" and result.plot.exists()
 
 
 def test_a_slower_ratio_within_noise_is_not_a_regression(base, tmp_path):
