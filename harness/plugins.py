@@ -21,10 +21,10 @@ class PluginError(Exception):
 def load_plugin(path: str | Path) -> str:
     """Import the file at `path` once (its decorators register what it defines); the module name."""
     path = Path(path).resolve()
-    if str(path) in _LOADED:
-        return _LOADED[str(path)]
     if not path.is_file():
         raise PluginError(f"{path}: plugin file does not exist")
+    if str(path) in _LOADED:
+        return _LOADED[str(path)]
     name = "gradbench_plugin_" + hashlib.sha1(str(path).encode()).hexdigest()[:10]
     spec = importlib.util.spec_from_file_location(name, path)
     if spec is None or spec.loader is None:
