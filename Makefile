@@ -7,9 +7,10 @@ CONFIG ?= experiments/quick.yaml
 EXECUTOR ?=
 ADDRESS ?=
 ARGS   ?=
+OUT    ?= results
 TORCH_CPU ?= torch==2.13.0
 
-RUN_FLAGS := $(if $(EXECUTOR),--executor $(EXECUTOR)) $(if $(ADDRESS),--address $(ADDRESS)) $(ARGS)
+RUN_FLAGS := --out $(OUT) $(if $(EXECUTOR),--executor $(EXECUTOR)) $(if $(ADDRESS),--address $(ADDRESS)) $(ARGS)
 
 .PHONY: install bench test lint microbench microbench-compare gpu-check clean
 
@@ -25,6 +26,7 @@ $(STAMP): pyproject.toml
 
 bench: $(STAMP)
 	$(VENV)/bin/gradbench run $(CONFIG) $(RUN_FLAGS)
+	$(VENV)/bin/gradbench report $(OUT)/latest
 
 test: $(STAMP)
 	$(PY) -m pytest -q

@@ -11,6 +11,8 @@ handle (one line, exit 130), not a traceback out of an import.
 from __future__ import annotations
 
 import argparse
+import os
+import signal
 import sys
 from pathlib import Path
 
@@ -46,10 +48,24 @@ def _main(argv: list[str] | None) -> int:
 
     args = _parser().parse_args(argv)
     try:
-        return args.command(args)
+        status = args.command(args)
+        sys.stdout.flush()  # a reader gone (`| head`) shows here, not in the interpreter's exit
+        return status
     except (BadInput, ConfigError, PluginError) as exc:
         print(f"gradbench: error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        return _reader_gone()
+
+
+def _reader_gone() -> int:
+    """The reader of stdout left (`gradbench run X --dry-run | head`): stop quietly, as Unix tools
+    do, with the status a shell gives a process that SIGPIPE ended (128 + 13). What is still
+    buffered goes to /dev/null, else the interpreter's last flush prints a traceback."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return 128 + signal.SIGPIPE
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import sys
+import sysconfig
+import traceback
 from dataclasses import asdict
 from datetime import datetime, timezone
 
@@ -41,8 +45,38 @@ def status_of(exc: BaseException) -> str:
     return "oom" if oom else "error"
 
 
+def _library_roots() -> tuple[str, ...]:
+    roots = set()
+    for base in {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix}:
+        for kind in ("stdlib", "platstdlib", "purelib", "platlib"):
+            path = sysconfig.get_path(kind, vars={"base": base, "platbase": base})
+            if path:
+                roots.add(os.path.realpath(path) + os.sep)
+    return tuple(roots)
+
+
+_LIBRARIES = _library_roots()
+
+
+def raised_at(exc: BaseException) -> str | None:
+    """`file.py:42`: the innermost frame of exc's traceback in the project's or a plugin's code,
+    not in torch, numpy or the standard library, where whoever reads the error can act on it."""
+    for frame in reversed(traceback.extract_tb(exc.__traceback__)):
+        path = frame.filename
+        if path.startswith("<"):  # generated code: torch.compile's, exec'd strings
+            continue
+        full = os.path.realpath(path)
+        parts = set(full.split(os.sep))
+        if full.startswith(_LIBRARIES) or {"site-packages", "dist-packages"} & parts:
+            continue
+        return f"{os.path.basename(path)}:{frame.lineno}"
+    return None
+
+
 def fail(record: dict, exc: BaseException) -> None:
-    record.update(status=status_of(exc), error=f"{type(exc).__name__}: {exc}", finished_at=now())
+    where = raised_at(exc)
+    error = f"{type(exc).__name__}: {exc}" + (f" ({where})" if where else "")
+    record.update(status=status_of(exc), error=error, finished_at=now())
     if record["status"] == "oom" and torch.cuda.is_available():
         torch.cuda.empty_cache()
 

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field, fields
 from typing import Union, get_args, get_origin, get_type_hints
 
 GROUPS = ("identity", "where", "agreement", "timing", "cost", "train", "outcome", "harness")
+# what a record's `status` may say, in the order summaries and the progress bar list them
+STATUSES = ("ok", "mismatch", "error", "oom", "timeout")
 
 
 def col(group: str, size: bool = False):
@@ -80,7 +82,7 @@ class Record:
     final_loss: float | None = col("train")
     final_params: list[float] | None = col("train")
     # outcome
-    status: str | None = col("outcome")  # ok, mismatch, error, oom, timeout
+    status: str | None = col("outcome")  # one of STATUSES
     error: str | None = col("outcome")
     attempts: int | None = col("outcome")
     started_at: str | None = col("outcome")

@@ -86,8 +86,28 @@ def test_an_exception_inside_a_step_becomes_an_error_record(tmp_path):
         [Cell("raising", m, n=8, d=2) for m in ("manual", "autograd")], timing=TINY_TIMING
     )
     assert manual["status"] == "error"
-    assert manual["error"] == "ArithmeticError: the formula is not written yet"
+    # where it was raised: the plugin's file and line, not the harness's frame that called it
+    assert manual["error"] == "ArithmeticError: the formula is not written yet (raising.py:7)"
     assert autograd["status"] == "ok"
+
+
+def test_an_error_raised_inside_torch_names_the_plugin_line_that_called_it(tmp_path):
+    plugin = tmp_path / "misshapen.py"
+    plugin.write_text(
+        "import torch\n"
+        "from harness import register_problem\n"
+        "from harness.problems.linear import Linear\n"
+        "@register_problem\n"
+        "class Misshapen(Linear):\n"
+        "    name = 'misshapen'\n"
+        "    def manual_grad(self, p, data):\n"
+        "        w = data['X'].T @ torch.ones(3, dtype=data['X'].dtype)\n"
+        "        return {'w': w, 'b': w.sum().reshape(1)}\n"
+    )
+    load_plugin(plugin)
+    (manual,) = run_family([Cell("misshapen", "manual", n=8, d=2)], timing=NO_TIMING)
+    assert manual["status"] == "error" and manual["error"].startswith("RuntimeError: ")
+    assert manual["error"].endswith(" (misshapen.py:8)"), manual["error"]
 
 
 def test_manifest_names_versions_cpu_and_threads():

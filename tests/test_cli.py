@@ -304,8 +304,10 @@ def test_ctrl_c_stops_cleanly_then_resume(tmp_path):
     assert len(harness.load(run_dir)) == len(early) and (run_dir / "records.parquet").exists()
     assert json.loads((run_dir / "manifest.json").read_text())["interrupted"] is True
     command = shlex.split(err.strip().splitlines()[-1])
-    assert command == ["gradbench", "run", str(config), "--resume", str(run_dir), *LOCAL]
-    assert main(command[1:]) == 0
+    # the command as it was run here, `python -m harness.cli`: one that works without an install
+    prefix = [sys.executable, "-m", "harness.cli"]
+    assert command == [*prefix, "run", str(config), "--resume", str(run_dir), *LOCAL]
+    assert main(command[len(prefix) :]) == 0
     check_resumed(config, run_dir, early)
     # every invocation is a segment: what ran where, and whether it was stopped
     manifest = json.loads((run_dir / "manifest.json").read_text())
@@ -320,3 +322,77 @@ def test_ctrl_c_stops_cleanly_then_resume(tmp_path):
     assert first["workers"][0]["pid"] != second["workers"][0]["pid"]  # another process ran it
     assert "torch_threads" not in manifest and manifest["driver_torch_threads"] >= 1
     assert os.path.getmtime(run_dir / "records.parquet") >= os.path.getmtime(run_dir / "records.jsonl")
+
+
+# --- the commands it prints, and a reader that leaves early ------------------------------------
+
+
+@pytest.mark.slow
+def test_dry_run_into_a_pipe_its_reader_closed_exits_quietly():
+    """`gradbench run X --dry-run | head`: 141 (SIGPIPE's status, as Unix tools give), no traceback."""
+    cmd = [sys.executable, "-m", "harness.cli", "run", str(SEED), "--dry-run"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc.stdout.close()  # before the interpreter is even up: its first write finds no reader
+    err = proc.stderr.read()
+    assert proc.wait(timeout=120) == 141 and err == ""
+
+
+def test_the_command_printed_is_the_one_that_was_run(tmp_path, monkeypatch):
+    from harness.invocation import gradbench_command
+
+    clone = tmp_path / "clone"
+    script = clone / ".venv/bin/gradbench"
+    script.parent.mkdir(parents=True)
+    script.write_text("#!/bin/sh\n")
+    script.chmod(0o755)
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")
+    assert gradbench_command(str(script), cwd=clone) == [".venv/bin/gradbench"]
+    assert gradbench_command(".venv/bin/gradbench", cwd=clone) == [".venv/bin/gradbench"]
+    assert gradbench_command(str(script), cwd=tmp_path / "elsewhere") == [str(script)]
+    python = clone / ".venv/bin/python"
+    assert gradbench_command(str(ROOT / "harness/cli.py"), str(python), clone) == [
+        ".venv/bin/python",
+        "-m",
+        "harness.cli",
+    ]
+    monkeypatch.setenv("PATH", f"{script.parent}:/usr/bin:/bin")  # activated: on PATH
+    assert gradbench_command(str(script), cwd=tmp_path) == ["gradbench"]
+
+
+@pytest.mark.slow
+def test_after_a_run_from_the_venvs_script_the_printed_report_command_works(tmp_path):
+    """As after `make bench` in a fresh clone: `.venv/bin/gradbench` run from the clone, no
+    `gradbench` on PATH; the command the run prints must run as printed."""
+    clone = tmp_path / "clone"
+    script = clone / ".venv/bin/gradbench"
+    script.parent.mkdir(parents=True)
+    # what pip writes for the `gradbench` entry point
+    script.write_text(f"#!{sys.executable}\nimport sys\nfrom harness.cli import main\nsys.exit(main())\n")
+    script.chmod(0o755)
+    (clone / "tiny.yaml").write_text(
+        "problems: {linear: {n: [16], d: [2]}}\nmethods: [manual, autograd]\n" + TINY
+    )
+    env = {**os.environ, "PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)}
+    run = [".venv/bin/gradbench", "run", "tiny.yaml", *LOCAL, "--out", "results"]
+    done = subprocess.run(run, cwd=clone, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    (line,) = [ln for ln in done.stdout.splitlines() if ln.startswith("report with: ")]
+    command = line.removeprefix("report with: ")
+    assert shlex.split(command)[:2] == [".venv/bin/gradbench", "report"]
+    report = subprocess.run(
+        command, shell=True, cwd=clone, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert report.returncode == 0, report.stderr
+    run_dir = run_dir_of(clone / "results")
+    assert (run_dir / "report.html").is_file() and str(run_dir.relative_to(clone)) in report.stdout
+
+
+def test_make_bench_ends_with_the_report_of_its_run():
+    recipe = subprocess.run(
+        ["make", "-n", "-o", ".venv/.installed", "bench", "OUT=somewhere"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    ).stdout.splitlines()
+    assert recipe[-2].startswith(".venv/bin/gradbench run experiments/quick.yaml --out somewhere")
+    assert recipe[-1] == ".venv/bin/gradbench report somewhere/latest"

@@ -4,10 +4,20 @@ render.py turns them into markdown and HTML."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pandas as pd
 
-from .plotting import Plot
+
+@dataclass
+class Plot:
+    """A figure of the report: the PNG written, or why none was (a run of one cell has no
+    "time against size")."""
+
+    name: str
+    title: str
+    path: Path | None = None
+    skipped: str | None = None
 
 
 @dataclass

@@ -8,10 +8,9 @@ the environment, and every cell.
 from __future__ import annotations
 
 from . import summary as S
-from .blocks import Bullets, Document, Heading, Image, Para, Table
+from .blocks import Bullets, Document, Heading, Image, Para, Plot, Table
 from .data import Run
 from .environment import environment
-from .plotting import Plot
 from .sections import Section
 
 ALL_CELLS = "All cells"  # the last section's name, as the rest of the report refers to it

@@ -7,9 +7,9 @@ import warnings
 from pathlib import Path
 
 from . import catalog, plots_numerics, plots_run, plots_speed
+from .blocks import Plot
 from .data import read_run
 from .document import build
-from .plotting import Plot
 from .render import to_html, to_markdown
 from .sections import build_sections, load_plugins
 

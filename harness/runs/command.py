@@ -14,6 +14,8 @@ from dataclasses import asdict
 from datetime import datetime, timezone
 from pathlib import Path
 
+from ..invocation import gradbench_command
+from ..schema import STATUSES
 from . import sigint
 from .config import load_config
 from .efficiency import sweep_efficiency
@@ -203,15 +205,14 @@ def _end_segment(store: RunStore, rows: list[dict], interrupted: bool) -> None:
 
 def _execute(executor, store: RunStore, families, config) -> None:
     """Run the families, appending each one's records as it finishes."""
-    progress = _progress()
-    task = progress.add_task("cells", total=sum(map(len, families)), failed=0)
-    with progress:
+    from .progress import RunProgress, worker_count
+
+    with RunProgress(families, config.timing(), worker_count(executor)) as progress:
 
         def on_records(records: list[dict]) -> None:
             with sigint.held():  # a family's records are written whole or not at all
                 store.append(records)
-            failed = sum(r["status"] != "ok" for r in records)
-            progress.update(task, advance=len(records), failed=progress.tasks[0].fields["failed"] + failed)
+            progress.finished(records)
 
         # each family needs a worker of its cells' device (queue.py matches them)
         executor.run(families, on_records, config.timing(), {"run_id": store.run_id})
@@ -219,7 +220,7 @@ def _execute(executor, store: RunStore, families, config) -> None:
 
 
 def _resume_command(args, run_dir: Path) -> str:
-    words = ["gradbench", "run", str(args.config), "--resume", str(run_dir)]
+    words = [*gradbench_command(), "run", str(args.config), "--resume", str(run_dir)]
     if args.executor != DEFAULT_EXECUTOR:
         words += ["--executor", args.executor]
     for option in executor_kinds()[args.executor].options:
@@ -266,39 +267,10 @@ def _print_dry_run(config, grid: Grid, done: set[str]) -> None:
             print(f"  {_describe_cell(cell)} {cell.method}: {reason}")
 
 
-def _progress():
-    from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        ProgressColumn,
-        TextColumn,
-        TimeRemainingColumn,
-    )
-    from rich.text import Text
-
-    class Rate(ProgressColumn):  # cells per second, over the last half minute
-        def render(self, task):
-            return Text(f"{task.speed or 0:.2f} cells/s")
-
-    rate = Rate()
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("failed {task.fields[failed]}"),
-        rate,
-        TimeRemainingColumn(),
-        console=Console(stderr=True),
-    )
-
-
 def _print_summary(records, run_dir: Path, shown: int = 20) -> None:
     counts = records["status"].value_counts() if len(records) else {}
-    statuses = ("ok", "mismatch", "error", "oom", "timeout")
-    print("cells: " + ", ".join(f"{s} {counts.get(s, 0)}" for s in statuses))
-    for status in statuses[1:]:
+    print("cells: " + ", ".join(f"{s} {counts.get(s, 0)}" for s in STATUSES))
+    for status in STATUSES[1:]:
         what = "diagnosis" if status == "mismatch" else "error"
         bad = records[records["status"] == status]
         if len(bad):
@@ -311,3 +283,4 @@ def _print_summary(records, run_dir: Path, shown: int = 20) -> None:
         if len(bad) > shown:
             print(f"  ... and {len(bad) - shown} more")
     print(f"records: {run_dir}")
+    print(f"report with: {shlex.join([*gradbench_command(), 'report', str(run_dir)])}")
