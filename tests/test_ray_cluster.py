@@ -54,7 +54,8 @@ def test_a_node_lost_mid_run_loses_no_cell_and_runs_none_twice(cluster):
             removed.append(node.node_id)
             cluster.remove_node(node, allow_graceful=False)
 
-    with RayExecutor(address="auto", cell_timeout_s=60.0, working_dir=None) as ex:
+    # the nodes' GPUs are declared (logical): their actors compute on the CPU on any machine
+    with RayExecutor(address="auto", cell_timeout_s=60.0, working_dir=None, logical_gpus=True) as ex:
         rows = ex.start(patience_s=None)
         assert ex.plan.workers == 4 and len({r["node"] for r in rows}) == 2
         # plain rows: no Ray internals such as a head node's resource names

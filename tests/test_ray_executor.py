@@ -148,8 +148,10 @@ class TestFourGpus:
 
     @pytest.fixture(scope="class")
     def ex(self, cluster):
-        # a tiny family takes milliseconds; 3 s per cell still leaves room on a loaded machine
-        with RayExecutor(cell_timeout_s=3.0) as ex:
+        # a tiny family takes milliseconds; 3 s per cell still leaves room on a loaded machine.
+        # The cluster's four GPUs are declared (logical): on a machine with one real GPU, every
+        # actor still runs on the CPU, alike
+        with RayExecutor(cell_timeout_s=3.0, logical_gpus=True) as ex:
             ex.start()
             yield ex
 
@@ -157,7 +159,7 @@ class TestFourGpus:
         families = [family(i) for i in range(8)]
         records = run(ex, families)
         assert_each_cell_once(records, families)
-        assert ex.plan == Plan(workers=4, num_gpus=1, num_cpus=0.5, threads=1)
+        assert ex.plan == Plan(workers=4, num_gpus=1, num_cpus=0.5, threads=1, logical_gpus=True)
         assert {r["status"] for r in records} == {"ok"}
         assert {r["gpu_id"] for r in records} == {"0", "1", "2", "3"}
         assert {r["worker"] for r in records} == {0, 1, 2, 3}

@@ -28,7 +28,10 @@ class RayBackend:
         self._actor_cls = actor_class(plan)
 
     def start(self, index: int):
-        actor = self._actor_cls.remote(index, self.plan.threads, self.plan.num_gpus > 0, self.plugins)
+        plan = self.plan
+        actor = self._actor_cls.remote(
+            index, plan.threads, plan.num_gpus > 0, self.plugins, plan.logical_gpus
+        )
         return actor, actor.start.remote()
 
     def submit(self, worker, cells: list[Cell], timing, context: dict):

@@ -9,6 +9,7 @@ executors without paying for it.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict
@@ -36,6 +37,8 @@ class RayExecutor:
     workers: CPU actors when the cluster has no GPU (default one per CPU); with GPUs, at most
         this many GPU actors. threads: torch threads per actor (default its share of the CPUs).
     use_gpus: None: one actor per GPU where the cluster has any; False: CPU actors regardless.
+    logical_gpus: the cluster's GPUs are declared, not real (default: when `num_gpus` declares
+        them): their actors are pinned and recorded as on GPUs but compute on the CPU.
     cell_timeout_s: a family may run cell_timeout_s x (its number of cells) before its actor is
         killed. max_attempts: runs of a family whose actor dies, in all.
     plugins: plugin files every actor imports, besides the ones this process has loaded.
@@ -59,6 +62,7 @@ class RayExecutor:
         working_dir: str | Path | None = "auto",
         num_cpus: int | None = None,
         use_gpus: bool | None = None,
+        logical_gpus: bool | None = None,
         in_flight: int = 2,
         start_timeout_s: float = 300.0,
         log_to_driver: bool = False,
@@ -77,6 +81,8 @@ class RayExecutor:
             raise ValueError("cell_timeout_s must be positive, in_flight at least 1")
         self.num_gpus, self.num_cpus = num_gpus, num_cpus
         self.workers, self.threads, self.use_gpus = workers, threads, use_gpus
+        # GPUs declared to a fresh local instance are logical; so are those of a test cluster
+        self.logical_gpus = num_gpus is not None if logical_gpus is None else logical_gpus
         self.cell_timeout_s, self.max_attempts = cell_timeout_s, max_attempts
         self.in_flight, self.start_timeout_s = in_flight, start_timeout_s
         self.log_to_driver = log_to_driver
@@ -124,7 +130,8 @@ class RayExecutor:
             )
         if self.pool is None:
             nodes = [n["Resources"] for n in ray.nodes() if n.get("Alive")]
-            self.plan = plan_workers(nodes, self.workers, self.threads, self.use_gpus)
+            plan = plan_workers(nodes, self.workers, self.threads, self.use_gpus)
+            self.plan = dataclasses.replace(plan, logical_gpus=self.logical_gpus and plan.num_gpus > 0)
             backend = RayBackend(self.plan, self._plugin_paths())
             self.pool = Pool(
                 backend,

@@ -29,7 +29,9 @@ RESOURCE_STEP = 1e-4  # Ray's granularity for fractional resources
 class Worker:
     """One process, one device: runs families there. Ray makes it an actor (see `actor_class`)."""
 
-    def __init__(self, index: int, threads: int, use_gpu: bool, plugins: Sequence[str]):
+    def __init__(
+        self, index: int, threads: int, use_gpu: bool, plugins: Sequence[str], logical_gpus: bool = False
+    ):
         import torch
 
         self.index = index
@@ -40,8 +42,9 @@ class Worker:
             load_plugin(path)
         gpu_ids = ray.get_gpu_ids() if use_gpu else []
         # since Ray 2.60 a CPU actor inherits the node's CUDA_VISIBLE_DEVICES: only a GPU actor
-        # may touch CUDA, and a logical GPU on a CPU machine runs on the CPU
-        self.device = "cuda:0" if gpu_ids and torch.cuda.is_available() else "cpu"
+        # may touch CUDA. Logical GPUs (declared, as tests do) run on the CPU, all of them: on a
+        # machine with one real GPU, the actor pinned to "0" would otherwise take it alone
+        self.device = "cuda:0" if gpu_ids and not logical_gpus and torch.cuda.is_available() else "cpu"
         self.where = {
             "gpu_id": str(gpu_ids[0]) if gpu_ids else None,  # ints, or strings: normalise
             "node": ray.get_runtime_context().get_node_id(),
@@ -107,6 +110,7 @@ class Plan:
     num_gpus: int  # per actor: 1, or 0 for CPU actors
     num_cpus: float  # per actor, reserved with Ray
     threads: int  # torch threads per actor
+    logical_gpus: bool = False  # GPUs declared to Ray, not devices: their actors compute on the CPU
 
 
 def _floor_resource(x: float) -> float:
