@@ -18,8 +18,9 @@ import torch
 
 from . import agreement as agr
 from . import gpu
+from .diagnosis import diagnose
 from .env import device_name
-from .measure import TimingOptions, first_call_s, interleaved, peak_bytes, summarize
+from .measure import TimingOptions, first_call_s, interleaved, peak_bytes
 from .methods import Method, Stepper, get_method
 from .patterns import Pattern, parse_pattern
 from .problems import get_problem
@@ -104,8 +105,11 @@ class _Setup:
     data: Tensors
     params64: Tensors
     data64: Tensors
-    reference: Tensors
-    tol: float
+    reference: agr.Reference
+    tol: float  # of all parameters at once; per parameter in param_tol
+    param_tol: dict[str, float]
+    formula_tol: float  # of the float64 twin
+    formula_param_tol: dict[str, float]
 
     @classmethod
     def build(cls, cell: Cell, device: torch.device) -> _Setup:
@@ -115,6 +119,8 @@ class _Setup:
         # family, and every run with the same seed, sees the same draw
         params, data = problem.make(torch.Generator().manual_seed(cell.seed))
         p64, d64, ref = agr.rounded_reference(problem, params, data, dtype)
+        tol, param_tol = ref.tolerances(dtype, problem.reduction_length())
+        formula_tol, formula_param_tol = ref.formula_tolerances()
         return cls(
             problem=problem,
             pattern=parse_pattern(cell.pattern),
@@ -125,28 +131,37 @@ class _Setup:
             params64=p64,
             data64=d64,
             reference=ref,
-            tol=agr.tolerance(dtype, problem.reduction_length()),
+            tol=tol,
+            param_tol=param_tol,
+            formula_tol=formula_tol,
+            formula_param_tol=formula_param_tol,
         )
 
     def stepper(self, method: Method) -> Stepper:
         return method.stepper(self.problem, self.params, self.data)
 
-    def check(self, method: Method, stepper: Stepper) -> tuple[agr.Agreement, float | None, list]:
-        """Agreement of what the stepper's gradient buffer holds, and the same method's float64
-        error on the CPU, which tells a wrong formula from rounding."""
+    def _compare(self, grads: Tensors, tol: float, param_tol: dict[str, float]) -> agr.Agreement:
+        return agr.compare(grads, self.reference.grad, self.pattern.multiplier, tol, param_tol)
+
+    def check(self, method: Method, stepper: Stepper) -> tuple[agr.Agreement, list]:
+        """Agreement of what the stepper's gradient buffer holds, with its verdict. The same
+        method's float64 twin on the CPU tells a wrong formula from rounding, and decides too:
+        a formula wrong in float64 is a mismatch whatever this dtype's tolerance lets through.
+        A float64 cell is its own twin; a method without one (a second compile) goes unchecked
+        in float64, and its record says so (f64_checked)."""
         grads = stepper.grads()
-        a = agr.compare(grads, self.reference, self.pattern.multiplier, self.tol)
-        formula_err = None
-        if method.name != "compiled" or self.dtype == torch.float64:  # no second compile
+        a = self._compare(grads, self.tol, self.param_tol)
+        if self.dtype == torch.float64:
+            a.twin = self._compare(grads, self.formula_tol, self.formula_param_tol)
+        elif getattr(method, "float64_twin", True):
             s64 = method.stepper(self.problem, self.params64, self.data64)
             step64 = self.pattern.bind(s64)
             step64()
             step64()
-            formula_err = agr.compare(
-                s64.grads(), self.reference, self.pattern.multiplier, agr.FORMULA_TOL
-            ).rel_err
-        a.diagnosis = agr.diagnose(a, self.problem.n, self.pattern.k, formula_err)
-        return a, formula_err, preview(grads)
+            a.twin = self._compare(s64.grads(), self.formula_tol, self.formula_param_tol)
+        p = self.problem
+        a.diagnosis = diagnose(a, p.n, self.pattern.k, d=p.d, h=p.h, layers=p.layers)
+        return a, preview(grads)
 
     def min_bytes(self) -> int | None:
         return self.problem.min_bytes(torch.empty((), dtype=self.dtype).element_size())
@@ -203,7 +218,7 @@ def run_family(
     with torch.no_grad():
         output = preview(setup.problem.output(setup.params, setup.data))
     for r in records.values():
-        r.update(tol=setup.tol, output_preview=output, bytes_moved=setup.min_bytes())
+        r.update(tol=setup.tol, condition=setup.tol / agr.tolerance(setup.dtype, setup.problem.reduction_length()), output_preview=output, bytes_moved=setup.min_bytes())
 
     runner = _train if cells[0].mode == "train" else _gradient
     runner(cells, setup, records, threads, timing)
@@ -265,8 +280,8 @@ def _gradient(cells, setup: _Setup, records, threads, timing: TimingOptions) -> 
         for name in steps:
             fail(records[name], exc)
         return
-    forward_s = summarize(samples.pop(forward_key))["time_median_s"]
-    timing_fields(records, samples, setup.min_bytes(), forward_s)
+    forward_samples = samples.pop(forward_key)
+    timing_fields(records, samples, setup.min_bytes(), forward_samples)
     for name in samples:
         records[name]["inner"] = blocks[name]
 

@@ -313,6 +313,7 @@ class Compiled(Method):
 
     name = "compiled"
     retains = True
+    float64_twin = False  # a second compile, for float64: seconds per shape
     traceable_memory = False
 
     def stepper(self, problem, params, data):

@@ -22,10 +22,11 @@ COLUMNS = (
     "device", "device_name", "gpu_id", "node", "worker", "threads",
     # agreement
     "rel_err", "max_abs_err", "scale", "cosine", "tol", "agree", "diagnosis", "f64_rel_err",
-    "grad_preview", "output_preview",
+    "f64_checked", "condition", "grad_preview", "output_preview",
     # timing
     "time_median_s", "time_iqr_s", "time_min_s", "time_mean_s", "samples", "inner", "stable",
     "vs_manual", "vs_manual_lo", "vs_manual_hi", "first_call_s", "compile_s",
+    "time_samples_s", "forward_samples_s",
     # cost
     "peak_bytes", "peak_bytes_kind", "bytes_moved", "achieved_gbps", "forward_median_s", "cost_ratio",
     # train mode
@@ -70,7 +71,9 @@ def fail(record: dict, exc: BaseException) -> None:
         torch.cuda.empty_cache()
 
 
-def agreement_fields(a: Agreement, formula_err: float | None, preview: list) -> dict:
+def agreement_fields(a: Agreement, preview: list) -> dict:
+    """The verdict: `agree` is the cell's dtype within its tolerance and, where the method has a
+    float64 twin (`f64_checked`), its formula right in float64."""
     return {
         "rel_err": a.rel_err,
         "max_abs_err": a.max_abs_err,
@@ -78,23 +81,31 @@ def agreement_fields(a: Agreement, formula_err: float | None, preview: list) -> 
         "cosine": a.cosine,
         "agree": a.agree,
         "diagnosis": a.diagnosis,
-        "f64_rel_err": formula_err,
+        "f64_rel_err": a.twin.rel_err if a.twin is not None else None,
+        "f64_checked": a.twin is not None,
         "grad_preview": preview,
     }
 
 
 def timing_fields(
-    records: dict, samples: dict[str, list[float]], floor: int | None, forward_s: float | None
+    records: dict,
+    samples: dict[str, list[float]],
+    floor: int | None,
+    forward_samples: list[float] | None,
 ) -> None:
-    """Statistics of each method's samples, paired with manual's, and the costs derived from them:
-    `floor` is the least bytes a gradient must move, `forward_s` the time of the loss alone."""
+    """The raw per-round per-call times of each method (and of the loss alone), and what is
+    derived from them: statistics (measure.summarize), the ratio paired round by round with
+    manual's, the costs. `floor` is the least bytes a gradient must move."""
     manual = samples.get("manual")
+    forward_s = summarize(forward_samples)["time_median_s"] if forward_samples else None
     for name, times in samples.items():
         stats = summarize(times)
         ratio = paired_ratio(times, manual) if manual is not None else (None, None, None)
         t = stats["time_median_s"]
         records[name].update(
             stats,
+            time_samples_s=[float(x) for x in times],
+            forward_samples_s=[float(x) for x in forward_samples] if forward_samples else None,
             vs_manual=ratio[0],
             vs_manual_lo=ratio[1],
             vs_manual_hi=ratio[2],

@@ -31,6 +31,10 @@ class Problem:
     batched: ClassVar[tuple[str, ...]] = ()
     # Data sets that exist besides "random": "post" is the seed post's exact numbers.
     datasets: ClassVar[tuple[str, ...]] = ("random",)
+    # Parameters grouped by layer, input side first, where the gradient of one layer is
+    # backpropagated through the next (an MLP's W1, b1 before W2, b2): a diagnosis then says
+    # where an error enters. Empty: the parameters are siblings (w and b).
+    layers: ClassVar[tuple[tuple[str, ...], ...]] = ()
 
     def __init__(
         self, n: int | None = None, d: int | None = None, h: int | None = None, data: str = "random"

@@ -32,6 +32,7 @@ NUMERIC = [
     "cosine",
     "tol",
     "f64_rel_err",
+    "condition",
     "time_median_s",
     "time_iqr_s",
     "time_min_s",
