@@ -36,10 +36,10 @@ UNIT_ROUNDOFF = {
 # every planted bug (relative errors of 0.5 and up) a failure in every dtype away from an
 # optimum.
 TOL_FACTOR = {
-    torch.float64: 8.0,
+    torch.float64: 4.0,
     torch.float32: 4.0,
     torch.float16: 8.0,
-    torch.bfloat16: 8.0,
+    torch.bfloat16: 6.0,
 }
 TOL_CAP = 0.05
 
@@ -100,12 +100,15 @@ class Reference:
 
     def condition(self, dtype: torch.dtype, reduction_length: int, keys=None) -> float:
         """What the tolerance of a well-conditioned gradient is multiplied by: each part of
-        error_model scaled by its own size over the gradient's, (u c_moved + rest c_terms) /
-        error_model, the rest being the reduction's share."""
+        error_model scaled by its own size over the gradient's, the roundoff u by c_moved, the
+        reduction's u_acc sqrt(L) by c_terms, a subnormal 1/L (an error in every term) by the
+        larger of the two."""
         keys = list(self.grad) if keys is None else list(keys)
         u, model = UNIT_ROUNDOFF[dtype], error_model(dtype, reduction_length)
+        reduction = min(u, UNIT_ROUNDOFF[torch.float32]) * math.sqrt(max(1, reduction_length))
         c_moved, c_terms = self._ratio(self.moved, keys), self._ratio(self.terms, keys)
-        return (u * c_moved + (model - u) * c_terms) / model
+        subnormal = model - u - reduction
+        return (u * c_moved + reduction * c_terms + subnormal * max(c_moved, c_terms)) / model
 
     def tolerances(self, dtype: torch.dtype, reduction_length: int) -> tuple[float, dict[str, float]]:
         """The tolerance of all parameters at once, and of each."""

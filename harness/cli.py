@@ -345,7 +345,12 @@ def cmd_compare(args) -> int:
     base, new = _run_dir(args.base), _run_dir(args.new)
     compare_runs = getattr(report, "compare_runs", None)
     if compare_runs is not None:
-        result = compare_runs(base, new, threshold=args.threshold)
+        from .report.compare import NothingToCompare
+
+        try:
+            result = compare_runs(base, new, threshold=args.threshold)
+        except NothingToCompare as exc:
+            raise BadInput(str(exc)) from None
         print(result.text)
         return 1 if len(result.regressions) else 0
     # until harness.report lands: median time ratios, cell by cell, without a noise test

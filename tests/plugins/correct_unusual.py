@@ -37,19 +37,21 @@ class LinearEinsum(Linear):
 @register_problem
 class LinearReversed(Linear):
     """dJ/dw summed block by block from the last rows to the first, the blocks' partial sums
-    accumulated in the dtype: another summation order."""
+    accumulated in float32 at least (as torch's own sums are; accumulating a thousand partials
+    in bfloat16 loses half the gradient, and is flagged): another summation order."""
 
     name = "linear_reversed"
 
     def manual_grad(self, p, data):
         X = data["X"]
         g = (X @ p["w"] + p["b"] - data["y"]) * (2 / X.shape[0])
-        w, b = torch.zeros_like(p["w"]), torch.zeros_like(p["b"])
+        acc = torch.promote_types(X.dtype, torch.float32)
+        w, b = torch.zeros_like(p["w"], dtype=acc), torch.zeros_like(p["b"], dtype=acc)
         for stop in range(X.shape[0], 0, -BLOCK):
             start = max(0, stop - BLOCK)
-            w = w + X[start:stop].flip(0).T @ g[start:stop].flip(0)
-            b = b + g[start:stop].sum().reshape(1)
-        return {"w": w, "b": b}
+            w = w + (X[start:stop].flip(0).T @ g[start:stop].flip(0)).to(acc)
+            b = b + g[start:stop].sum().reshape(1).to(acc)
+        return {"w": w.to(X.dtype), "b": b.to(X.dtype)}
 
 
 @register_problem
