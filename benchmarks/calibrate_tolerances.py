@@ -73,7 +73,9 @@ def grid(big: bool, seeds: int):
     if big:
         for problem, sizes in BIG.items():
             kind = "optimum" if "optimum" in problem else "unusual" if "reversed" in problem else "plain"
-            patterns = ["full"] if problem in ("mlp", "logistic", "logistic_optimum") else ["full", "microbatch:4"]
+            patterns = (
+                ["full"] if problem in ("mlp", "logistic", "logistic_optimum") else ["full", "microbatch:4"]
+            )
             for s in sizes:
                 yield f"{kind} n=1e6", problem, s, ["manual", "autograd"], patterns, range(1)
 
@@ -95,7 +97,9 @@ def main() -> None:
         for dtype in args.dtypes:
             for pattern in patterns:
                 for seed in seeds:
-                    cells = [Cell(problem, m, pattern=pattern, dtype=dtype, seed=seed, **sizes) for m in methods]
+                    cells = [
+                        Cell(problem, m, pattern=pattern, dtype=dtype, seed=seed, **sizes) for m in methods
+                    ]
                     cells = [c for c in cells if not c.skip_reason()]
                     for r in run_family(cells, timing=TimingOptions(rounds=0)):
                         if r["status"] not in ("ok", "mismatch"):
@@ -116,7 +120,7 @@ def main() -> None:
     print(f"\n{cells_run} correct cells, {len(alarms)} false alarms")
     for a in alarms:
         print("  FALSE ALARM", a)
-    print(f"\n| dtype | case | worst rel_err / tol | / (tol / TOL_FACTOR) | worst cell |")
+    print("\n| dtype | case | worst rel_err / tol | / (tol / TOL_FACTOR) | worst cell |")
     print("| --- | --- | --- | --- | --- |")
     for (dtype, kind), (ratio, where) in sorted(worst.items()):
         factor = TOL_FACTOR[DTYPES[dtype]]

@@ -3,7 +3,7 @@
 `make microbench` runs it and saves the run under results/pytest-benchmark/; `make
 microbench-compare` runs it again against the last saved run and fails on a median 10% slower.
 Each benchmark group is one problem at one size, so each table compares the methods side by
-side. Steps are built as the harness builds them (method -> stepper, pattern "full" -> step), so
+side. Steps are built as the harness builds them (method class -> instance, pattern "full" -> step), so
 what is timed here is what `gradbench run` times.
 
 Not part of `make test` (testpaths = ["tests"]). Environment:
@@ -90,7 +90,7 @@ def test_gradient_step(benchmark, problem_name, sizes, method_name):
     reason = method.skip_reason(type(problem), DTYPE, torch.device(DEVICE).type)
     if reason:
         pytest.skip(reason)
-    step = parse_pattern("full").bind(method.stepper(problem, params, data))
+    step = parse_pattern("full").bind(method(problem, params, data))
     if DEVICE.startswith("cuda"):
         inner = step
 

@@ -1,9 +1,8 @@
 """gradbench: hand-written gradients against autograd, cell by cell: timing and agreement."""
 
-from . import fused  # noqa: F401  (registers the `fused` method)
 from .cell import Cell, run_family
 from .measure import TimingOptions
-from .methods import Method, Stepper, register_method
+from .methods import Method, register_method
 from .patterns import Pattern, register_pattern
 from .problems import Problem, register_problem
 
@@ -12,7 +11,6 @@ __all__ = [
     "Method",
     "Pattern",
     "Problem",
-    "Stepper",
     "TimingOptions",
     "load",
     "register_method",

@@ -120,6 +120,7 @@ class Reference:
 
     def formula_tolerances(self) -> tuple[float, dict[str, float]]:
         """FORMULA_TOL scaled the same way, for a float64 twin."""
+
         def scaled(keys):
             return FORMULA_TOL * max(self._ratio(self.moved, keys), self._ratio(self.terms, keys))
 

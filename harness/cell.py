@@ -21,11 +21,12 @@ from . import gpu
 from .diagnosis import diagnose
 from .env import device_name
 from .measure import TimingOptions, first_call_s, interleaved, peak_bytes
-from .methods import Method, Stepper, get_method
+from .methods import METHODS, Method, get_method
 from .patterns import Pattern, parse_pattern
 from .problems import get_problem
 from .problems.base import Problem, Tensors
-from .record import COLUMNS, agreement_fields, fail, flat_params, identity, now, preview, timing_fields
+from .record import agreement_fields, fail, flat_params, identity, now, preview, timing_fields
+from .schema import Record
 
 DTYPES = {
     "float64": torch.float64,
@@ -87,12 +88,6 @@ class Cell:
         )
 
 
-def _sync(device: torch.device) -> Callable[[], None]:
-    if device.type == "cuda":
-        return lambda: torch.cuda.synchronize(device)
-    return lambda: None
-
-
 @dataclass
 class _Setup:
     """What a family shares: the problem, its inputs on the device, the float64 reference."""
@@ -137,13 +132,16 @@ class _Setup:
             formula_param_tol=formula_param_tol,
         )
 
-    def stepper(self, method: Method) -> Stepper:
-        return method.stepper(self.problem, self.params, self.data)
+    def stepper(self, method: type[Method]) -> Method:
+        return method(self.problem, self.params, self.data)
+
+    def sync(self, method: type[Method]) -> Callable[[], None]:
+        return lambda: method.synchronize(self.device)
 
     def _compare(self, grads: Tensors, tol: float, param_tol: dict[str, float]) -> agr.Agreement:
         return agr.compare(grads, self.reference.grad, self.pattern.multiplier, tol, param_tol)
 
-    def check(self, method: Method, stepper: Stepper) -> tuple[agr.Agreement, list]:
+    def check(self, method: type[Method], stepper: Method) -> tuple[agr.Agreement, list]:
         """Agreement of what the stepper's gradient buffer holds, with its verdict. The same
         method's float64 twin on the CPU tells a wrong formula from rounding, and decides too:
         a formula wrong in float64 is a mismatch whatever this dtype's tolerance lets through.
@@ -153,8 +151,8 @@ class _Setup:
         a = self._compare(grads, self.tol, self.param_tol)
         if self.dtype == torch.float64:
             a.twin = self._compare(grads, self.formula_tol, self.formula_param_tol)
-        elif getattr(method, "float64_twin", True):
-            s64 = method.stepper(self.problem, self.params64, self.data64)
+        elif method.float64_twin:
+            s64 = method(self.problem, self.params64, self.data64)
             step64 = self.pattern.bind(s64)
             step64()
             step64()
@@ -204,7 +202,7 @@ def run_family(
         **(context or {}),
     }
     records = {
-        c.method: {**dict.fromkeys(COLUMNS), **base, **identity(c), "started_at": started, "status": "ok"}
+        c.method: {**Record.blank(), **base, **identity(c), "started_at": started, "status": "ok"}
         for c in cells
     }
 
@@ -218,7 +216,12 @@ def run_family(
     with torch.no_grad():
         output = preview(setup.problem.output(setup.params, setup.data))
     for r in records.values():
-        r.update(tol=setup.tol, condition=setup.tol / agr.tolerance(setup.dtype, setup.problem.reduction_length()), output_preview=output, bytes_moved=setup.min_bytes())
+        r.update(
+            tol=setup.tol,
+            condition=setup.tol / agr.tolerance(setup.dtype, setup.problem.reduction_length()),
+            output_preview=output,
+            bytes_moved=setup.min_bytes(),
+        )
 
     runner = _train if cells[0].mode == "train" else _gradient
     runner(cells, setup, records, threads, timing)
@@ -230,37 +233,43 @@ def run_family(
     return [records[c.method] for c in cells]
 
 
-def _applicable(cell: Cell, setup: _Setup) -> Method:
+def _applicable(cell: Cell, setup: _Setup) -> type[Method]:
     reason = cell.skip_reason(setup.device.type)
     if reason:
         raise ValueError(f"not applicable: {reason}")
     return get_method(cell.method)
 
 
+def _baseline(cells) -> str | None:
+    """The family's method that every other one is paired with (`vs_manual`), if it has one."""
+    return next((c.method for c in cells if c.method in METHODS and get_method(c.method).baseline), None)
+
+
 def _gradient(cells, setup: _Setup, records, threads, timing: TimingOptions) -> None:
-    sync = _sync(setup.device)
     # the CUDA context and cuBLAS handles are made here, not inside a method's first call
     gpu.warm_up(setup.device, {setup.dtype, torch.float32})
     steps: dict[str, Callable[[], None]] = {}
+    syncs: dict[str, Callable[[], None]] = {}
     for cell in cells:
         record = records[cell.method]
         try:
             method = _applicable(cell, setup)
+            sync = setup.sync(method)
             stepper = setup.stepper(method)
             step = setup.pattern.bind(stepper)
-            first = first_call_s(step, sync)  # for `compiled`, this is the compile
+            first = first_call_s(step, sync)  # a method that compiles does it here
             for _ in range(max(1, timing.warmup - 1)):
                 step()
             sync()
             # the gradient a step leaves after repeated calls: a step must not depend on what
             # an earlier call left behind (a forgotten zero shows here)
             record.update(agreement_fields(*setup.check(method, stepper)))
-            record.update(first_call_s=first, compile_s=first if cell.method == "compiled" else None)
+            record.update(first_call_s=first, compile_s=first if method.compiles else None)
             if method.traceable_memory:
                 record["peak_bytes"], record["peak_bytes_kind"] = peak_bytes(step, setup.device)
             else:
                 record["peak_bytes"], record["peak_bytes_kind"] = None, "unmeasured"
-            steps[cell.method] = step
+            steps[cell.method], syncs[cell.method] = step, sync
         except Exception as exc:
             fail(record, exc)
 
@@ -275,13 +284,13 @@ def _gradient(cells, setup: _Setup, records, threads, timing: TimingOptions) -> 
             problem.loss(params, data)
 
     try:
-        samples, blocks = interleaved({**steps, forward_key: forward}, threads, timing, sync, setup.device)
+        samples, blocks = interleaved({**steps, forward_key: forward}, threads, timing, syncs, setup.device)
     except Exception as exc:
         for name in steps:
             fail(records[name], exc)
         return
     forward_samples = samples.pop(forward_key)
-    timing_fields(records, samples, setup.min_bytes(), forward_samples)
+    timing_fields(records, samples, setup.min_bytes(), forward_samples, _baseline(cells))
     for name in samples:
         records[name]["inner"] = blocks[name]
 
@@ -289,8 +298,7 @@ def _gradient(cells, setup: _Setup, records, threads, timing: TimingOptions) -> 
 def _train(cells, setup: _Setup, records, threads, timing: TimingOptions) -> None:
     """SGD for `steps` steps, the methods taking turns step by step; the loss logged at each
     step is the one at the parameters before that step's update, as the post prints it."""
-    sync = _sync(setup.device)
-    runs: dict[str, tuple[Stepper, Callable[[], None]]] = {}
+    runs: dict[str, tuple[Method, Callable[[], None]]] = {}
     for cell in cells:
         record = records[cell.method]
         try:
@@ -317,11 +325,11 @@ def _train(cells, setup: _Setup, records, threads, timing: TimingOptions) -> Non
             try:
                 with torch.no_grad():
                     loss = float(setup.problem.loss(stepper.current_params(), setup.data))
-                sync()
+                stepper.synchronize(setup.device)
                 start = time.perf_counter()
                 step()
                 stepper.sgd(lr)
-                sync()
+                stepper.synchronize(setup.device)
                 times[name].append(time.perf_counter() - start)
                 record["trajectory"].append(
                     {
@@ -342,4 +350,5 @@ def _train(cells, setup: _Setup, records, threads, timing: TimingOptions) -> Non
         )
         if not math.isfinite(record["final_loss"] or 0.0):
             record["diagnosis"] = (record.get("diagnosis") or "") + " training diverged (non-finite loss)"
-    timing_fields(records, {k: v for k, v in times.items() if k in runs}, setup.min_bytes(), None)
+    times = {k: v for k, v in times.items() if k in runs}
+    timing_fields(records, times, setup.min_bytes(), None, _baseline(cells))

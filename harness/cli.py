@@ -188,6 +188,7 @@ def _create_store(args, config, grid: Grid, executor, device: str) -> RunStore:
     ]
     describe = getattr(executor, "describe", None)
     info = {**manifest(), "run": run, "executor": describe() if describe else {}, "skipped": skipped}
+    info.update(grid.declared())
     try:
         return RunStore.create(args.out, config.name, config.hash, config.resolved(), info)
     except OSError as exc:
@@ -345,11 +346,9 @@ def cmd_compare(args) -> int:
     base, new = _run_dir(args.base), _run_dir(args.new)
     compare_runs = getattr(report, "compare_runs", None)
     if compare_runs is not None:
-        from .report.compare import NothingToCompare
-
         try:
             result = compare_runs(base, new, threshold=args.threshold)
-        except NothingToCompare as exc:
+        except report.compare.NothingToCompare as exc:  # one line, exit 2
             raise BadInput(str(exc)) from None
         print(result.text)
         return 1 if len(result.regressions) else 0

@@ -107,7 +107,8 @@ def _shape(a: Agreement, sizes, layers) -> str:
         return f"{named}; {', '.join(good)} {'agrees' if len(good) == 1 else 'agree'}"
     text = f"wrong direction (cosine {a.cosine:.4f}): disagrees in {', '.join(bad)} ("
     text += "; ".join(
-        f"{k} rel_err {parts[k].rel_err:.1e}, {parts[k].scale:.3f}x, cosine {parts[k].cosine:.4f}" for k in bad
+        f"{k} rel_err {parts[k].rel_err:.1e}, {parts[k].scale:.3f}x, cosine {parts[k].cosine:.4f}"
+        for k in bad
     )
     text += ")"
     if good:

@@ -55,11 +55,13 @@ def interleaved(
     fns: dict[str, Callable[[], None]],
     threads: int,
     opts: TimingOptions,
-    sync: Callable[[], None] = lambda: None,
+    syncs: dict[str, Callable[[], None]] | None = None,
     device: str | torch.device = "cpu",
 ) -> tuple[dict[str, list[float]], dict[str, int]]:
     """Per-call times of each fn, one sample per round, the fns taking turns within a round;
-    and the calls per block of each."""
+    and the calls per block of each. `syncs[name]` waits for what fn `name` queued (a method's
+    own `synchronize`); the Timer itself synchronizes torch's CUDA work around each block."""
+    syncs = syncs or {}
     timers = {name: make_timer(fn, threads) for name, fn in fns.items()}
     target = opts.min_run_time_s / opts.rounds
     blocks = {name: block_size(t, target) for name, t in timers.items()}
@@ -69,13 +71,17 @@ def interleaved(
     samples: dict[str, list[float]] = {name: [] for name in fns}
     for _ in range(opts.rounds):
         for name, timer in timers.items():
-            sync()
+            syncs.get(name, _nothing)()
             if flush is None:
                 samples[name].append(timer.timeit(blocks[name]).mean)
             else:  # a block timer would time the flushes too: call by call, the flush left out
                 times = gpu.flushed_call_times(fns[name], blocks[name], flush, device)
                 samples[name].append(sum(times) / len(times))
     return samples, blocks
+
+
+def _nothing() -> None:
+    pass
 
 
 def summarize(times: list[float]) -> dict:

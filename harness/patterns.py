@@ -1,4 +1,4 @@
-"""Gradient-accumulation patterns: how one step drives a Stepper, and what it should give.
+"""Gradient-accumulation patterns: how one step drives a Method, and what it should give.
 
     full            clear, one evaluation                          expect 1 x the gradient
     zero            zero in place, one evaluation                  expect 1 x
@@ -16,8 +16,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import ClassVar
 
-from .methods import Method, Stepper
+from .methods.base import Method
 from .problems.base import Problem
+from .registry import Registry
 
 Plan = list[tuple[int, int, float]]  # micro-batches as (start, stop, weight)
 
@@ -26,12 +27,19 @@ class Pattern:
     """One accumulation pattern with its k. Subclasses set `name` and write `step`."""
 
     name: ClassVar[str]
+    order: ClassVar[int] = 100  # its place in reports, lower first
     takes_k: ClassVar[bool] = False
     needs_batch: ClassVar[bool] = False  # splits the samples: needs a problem with `batched` data
     needs_retain: ClassVar[bool] = False
 
     def __init__(self, k: int = 1):
         self.k = k
+
+    @classmethod
+    def declared(cls) -> dict:
+        """What reports need to know of it, as plain data (kept in a run's manifest)."""
+        doc = (cls.__doc__ or "").strip().splitlines()
+        return {"doc": doc[0] if doc else "", "order": cls.order, "takes_k": cls.takes_k}
 
     @property
     def spec(self) -> str:
@@ -45,7 +53,7 @@ class Pattern:
     def plan(self, rows: int) -> Plan:
         return [(0, rows, 1.0)]
 
-    def skip_reason(self, problem: Problem, method: Method) -> str | None:
+    def skip_reason(self, problem: Problem, method: type[Method]) -> str | None:
         if self.needs_batch and not problem.batched:
             return f"{self.spec} splits samples; {problem.name!r} has no sample axis"
         if self.needs_batch and problem.n is not None and self.k > problem.n:
@@ -54,10 +62,10 @@ class Pattern:
             return f"{self.spec} needs a retained autograd graph; {method.name!r} has none"
         return None
 
-    def step(self, stepper: Stepper, batches: list) -> None:
+    def step(self, stepper: Method, batches: list) -> None:
         raise NotImplementedError
 
-    def bind(self, stepper: Stepper) -> Callable[[], None]:
+    def bind(self, stepper: Method) -> Callable[[], None]:
         """A no-argument step with the micro-batches sliced once, for timing."""
         rows = stepper.problem.rows(stepper.data)
         plan = self.plan(rows)
@@ -65,21 +73,26 @@ class Pattern:
         return lambda: self.step(stepper, batches)
 
 
-_PATTERNS: dict[str, type[Pattern]] = {}
+PATTERNS: Registry[type[Pattern]] = Registry("pattern")
 
 
-def register_pattern(cls: type[Pattern]) -> type[Pattern]:
-    """Class decorator: make a Pattern usable by its `name` (with `:k` when it takes_k)."""
-    _PATTERNS[cls.name] = cls
-    return cls
+def _check(cls: type) -> None:
+    if not (isinstance(cls, type) and issubclass(cls, Pattern)):
+        raise TypeError(f"{getattr(cls, '__qualname__', cls)} must subclass harness.Pattern")
+    if not isinstance(getattr(cls, "name", None), str) or not cls.name or ":" in cls.name:
+        raise TypeError(f"{cls.__qualname__} needs a class attribute name = '...' without ':'")
+
+
+# `@register_pattern` or `@register_pattern(replace=True)`: usable by its `name` (`name:k` if takes_k)
+register_pattern = PATTERNS.decorator(_check)
 
 
 def parse_pattern(spec: str) -> Pattern:
     """'microbatch:4' -> Pattern; raises ValueError with the reason on anything else."""
     name, _, k = spec.partition(":")
-    if name not in _PATTERNS:
+    if name not in PATTERNS:
         raise ValueError(f"unknown pattern {spec!r}; known: {', '.join(pattern_names())}")
-    cls = _PATTERNS[name]
+    cls = PATTERNS.get(name)
     if not cls.takes_k:
         if k:
             raise ValueError(f"pattern {name!r} takes no k, got {spec!r}")
@@ -90,12 +103,13 @@ def parse_pattern(spec: str) -> Pattern:
 
 
 def pattern_names() -> list[str]:
-    return sorted(f"{n}:k" if c.takes_k else n for n, c in _PATTERNS.items())
+    return sorted(f"{n}:k" if c.takes_k else n for n, c in PATTERNS.items())
 
 
 @register_pattern
 class Full(Pattern):
     name = "full"
+    order = 0
 
     def step(self, s, batches):
         s.clear()
@@ -106,6 +120,7 @@ class Full(Pattern):
 @register_pattern
 class Zero(Pattern):
     name = "zero"
+    order = 10
 
     def step(self, s, batches):
         s.zero()
@@ -116,6 +131,7 @@ class Zero(Pattern):
 @register_pattern
 class Microbatch(Full):
     name = "microbatch"
+    order = 20
     takes_k = True
     needs_batch = True
 
@@ -134,6 +150,7 @@ class Microbatch(Full):
 @register_pattern
 class Uneven(Full):
     name = "uneven"
+    order = 30
     takes_k = True
     needs_batch = True
 
@@ -150,6 +167,7 @@ class Uneven(Full):
 @register_pattern
 class NoZero(Pattern):
     name = "nozero"
+    order = 40
     takes_k = True
 
     @property
@@ -166,6 +184,7 @@ class NoZero(Pattern):
 @register_pattern
 class Retain(Pattern):
     name = "retain"
+    order = 50
     takes_k = True
     needs_retain = True
 

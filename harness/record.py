@@ -1,4 +1,4 @@
-"""A record: its columns, and how measurements fill them. Flat, JSON scalars and short lists."""
+"""How measurements fill a record (its columns are defined in schema.py)."""
 
 from __future__ import annotations
 
@@ -11,30 +11,6 @@ from .agreement import Agreement
 from .measure import paired_ratio, summarize
 from .problems.base import Tensors
 
-# Every record has these columns (None where they do not apply), in this order; columns may be
-# added, never renamed: stored runs are read back by name.
-# fmt: off
-COLUMNS = (
-    # identity
-    "run_id", "cell_id", "problem", "mode", "method", "pattern", "k", "dtype", "n", "d", "h", "seed",
-    "data", "steps", "lr",
-    # where
-    "device", "device_name", "gpu_id", "node", "worker", "threads",
-    # agreement
-    "rel_err", "max_abs_err", "scale", "cosine", "tol", "agree", "diagnosis", "f64_rel_err",
-    "f64_checked", "condition", "grad_preview", "output_preview",
-    # timing
-    "time_median_s", "time_iqr_s", "time_min_s", "time_mean_s", "samples", "inner", "stable",
-    "vs_manual", "vs_manual_lo", "vs_manual_hi", "first_call_s", "compile_s",
-    "time_samples_s", "forward_samples_s",
-    # cost
-    "peak_bytes", "peak_bytes_kind", "bytes_moved", "achieved_gbps", "forward_median_s", "cost_ratio",
-    # train mode
-    "final_loss", "final_params",
-    # outcome
-    "status", "error", "attempts", "started_at", "finished_at",
-)
-# fmt: on
 PREVIEW = 8  # values of the gradient and the output kept in each record
 
 
@@ -92,11 +68,12 @@ def timing_fields(
     samples: dict[str, list[float]],
     floor: int | None,
     forward_samples: list[float] | None,
+    baseline: str | None,
 ) -> None:
     """The raw per-round per-call times of each method (and of the loss alone), and what is
-    derived from them: statistics (measure.summarize), the ratio paired round by round with
-    manual's, the costs. `floor` is the least bytes a gradient must move."""
-    manual = samples.get("manual")
+    derived from them: statistics (measure.summarize), the ratio paired round by round with the
+    baseline method's (`vs_manual`), the costs. `floor` is the least bytes a gradient must move."""
+    manual = samples.get(baseline) if baseline else None
     forward_s = summarize(forward_samples)["time_median_s"] if forward_samples else None
     for name, times in samples.items():
         stats = summarize(times)

@@ -7,7 +7,7 @@ import pytest
 from harness import Cell, run_family
 from harness.env import manifest
 from harness.plugins import load_plugin
-from harness.record import COLUMNS
+from harness.schema import COLUMNS
 from helpers import NO_TIMING, PLUGINS, TINY_TIMING
 
 

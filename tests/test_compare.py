@@ -16,7 +16,7 @@ from test_report import write_run  # the run-directory helpers of the report tes
 
 from harness import Cell, TimingOptions, register_method, run_family
 from harness.cli import main
-from harness.methods import _METHODS, Autograd, AutogradStepper
+from harness.methods import METHODS, Autograd
 from harness.report import compare_runs
 from harness.report.compare import IQR_RULE, RANK_TEST, NothingToCompare, ratio_bounds
 
@@ -148,8 +148,12 @@ def test_runs_of_different_thread_counts_are_named_first(tmp_path):
     def threads(k):
         return [{**r, "threads": k} for r in records]
 
-    base = write_run(tmp_path / "ray", threads(1), manifest={"run": {"executor": "ray", "config_hash": "abc"}})
-    new = write_run(tmp_path / "local", threads(2), manifest={"run": {"executor": "local", "config_hash": "abc"}})
+    base = write_run(
+        tmp_path / "ray", threads(1), manifest={"run": {"executor": "ray", "config_hash": "abc"}}
+    )
+    new = write_run(
+        tmp_path / "local", threads(2), manifest={"run": {"executor": "local", "config_hash": "abc"}}
+    )
     result = compare_runs(base, new)
     assert result.warnings == [
         "threads per worker: 1 (base) vs 2 (new)",
@@ -212,19 +216,14 @@ def test_cells_missing_from_one_run_are_counted(base, tmp_path):
 DELAY = {"s": 0.0}
 
 
-class SleepyStepper(AutogradStepper):
-    def accumulate(self, batch, weight=1.0):
-        time.sleep(DELAY["s"])
-        super().accumulate(batch, weight)
-
-
 class Sleepy(Autograd):
     """autograd plus a sleep: a method made slower on purpose between two runs."""
 
     name = "test_sleepy_autograd"
 
-    def stepper(self, problem, params, data):
-        return SleepyStepper(problem, params, data)
+    def accumulate(self, batch, weight=1.0):
+        time.sleep(DELAY["s"])
+        super().accumulate(batch, weight)
 
 
 @pytest.fixture
@@ -232,7 +231,7 @@ def sleepy():
     """Registered for this test only: tests that walk every registered method must not meet it."""
     register_method(Sleepy)
     yield
-    _METHODS.pop(Sleepy.name, None)
+    METHODS.remove(Sleepy.name)
 
 
 def test_a_plugin_method_that_sleeps_is_caught_end_to_end(tmp_path, sleepy):

@@ -9,8 +9,8 @@ import torch
 
 import harness
 from harness import Cell, run_family
-from harness.fused import LINKS, SKIP_REASON, blocked_grad, triton_available
 from harness.methods import get_method, method_names
+from harness.methods.fused import LINKS, SKIP_REASON, blocked_grad, triton_available
 from harness.problems import get_problem
 from helpers import NO_TIMING
 
@@ -23,7 +23,7 @@ def _inputs(problem, n, d, dtype=torch.float64, seed=0):
 def test_registered_on_import():
     assert "fused" in method_names()
     assert get_method("fused").hand_written
-    assert harness.fused.LINKS.keys() == {"linear", "logistic"}
+    assert harness.methods.fused.LINKS.keys() == {"linear", "logistic"}
 
 
 @pytest.mark.parametrize("rows", [None, 1, 2])
@@ -130,7 +130,7 @@ def test_other_problems_are_skipped_with_a_reason(problem):
 
 INTERPRETED = """
 import torch
-from harness.fused import LINKS, blocked_grad, triton_grad
+from harness.methods.fused import LINKS, blocked_grad, triton_grad
 from harness.problems import get_problem
 for problem in ("linear", "logistic"):
     params, data = get_problem(problem)(n=1000, d=13).make(torch.Generator().manual_seed(0))

@@ -21,7 +21,7 @@ import torch
 
 from harness.cell import Cell
 from harness.measure import TimingOptions
-from harness.methods import _METHODS
+from harness.methods import METHODS
 from harness.plugins import load_plugin
 from harness.runs.local import LocalExecutor
 from harness.runs.ray_executor import RayExecutor
@@ -34,10 +34,13 @@ TINY = TimingOptions(min_run_time_s=0.002, rounds=3)
 # methods that misbehave on purpose; each is the manual gradient of the problem otherwise
 PLUGIN = """
 import os, time
-from harness.methods import Method, ManualStepper, register_method
+from harness.methods import Manual, register_method
 
 
-class Dies(ManualStepper):
+@register_method
+class Dies(Manual):
+    name = "raytest_dies"
+
     def grads_of(self, batch):
         # what a segfault or the OOM killer looks like from outside, a moment into the family
         # (an exit within a millisecond of the previous family's end can lose that one's reply)
@@ -45,27 +48,22 @@ class Dies(ManualStepper):
         os._exit(1)
 
 
-class Hangs(ManualStepper):
+@register_method
+class Hangs(Manual):
+    name = "raytest_hangs"
+
     def grads_of(self, batch):
         time.sleep(3600)
 
 
-class Slow(ManualStepper):
+@register_method
+class Slow(Manual):
+    name = "raytest_slow"
+
     def grads_of(self, batch):
         time.sleep(0.03)
         return super().grads_of(batch)
 
-
-def method(name, stepper_cls):
-    def stepper(self, problem, params, data):
-        return stepper_cls(problem, params, data)
-
-    register_method(type(name, (Method,), {"name": name, "stepper": stepper}))
-
-
-method("raytest_dies", Dies)
-method("raytest_hangs", Hangs)
-method("raytest_slow", Slow)
 """
 
 
@@ -86,7 +84,7 @@ def cluster(tmp_path_factory):
     ray.shutdown()
     # tests that walk every registered method, or ship every loaded plugin, must not meet these
     for name in ("raytest_dies", "raytest_hangs", "raytest_slow"):
-        _METHODS.pop(name, None)
+        METHODS.remove(name)
     sys.modules.pop(module, None)
 
 

@@ -4,7 +4,6 @@ so these tests depend on the core, not on the store's or the executors' timing."
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 from pathlib import Path
@@ -13,6 +12,7 @@ import pandas as pd
 import pytest
 
 from harness import Cell, TimingOptions, run_family
+from harness.plugins import load_plugin
 from harness.report import write_report
 from harness.report.data import read_run
 from harness.report.seed_replay import as_printed, half_unit, matches, replay
@@ -77,8 +77,7 @@ def quick_report(quick_run) -> list[Path]:
 
 def load_post_plugin() -> None:
     """The seed post's own numpy gradient (experiments/plugins), as seed.yaml loads it."""
-    spec = importlib.util.spec_from_file_location("post_numpy", ROOT / "experiments/plugins/post_numpy.py")
-    spec.loader.exec_module(importlib.util.module_from_spec(spec))
+    load_plugin(ROOT / "experiments/plugins/post_numpy.py")
 
 
 def seed_records() -> list[dict]:

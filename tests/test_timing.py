@@ -21,7 +21,7 @@ def test_run_family_agrees_with_a_direct_benchmark_within_10_percent():
     cell = Cell("linear", "manual", n=20_000, d=64)
     problem = cell.problem_instance()
     params, data = problem.make(torch.Generator().manual_seed(cell.seed))
-    step = parse_pattern("full").bind(get_method("manual").stepper(problem, params, data))
+    step = parse_pattern("full").bind(get_method("manual")(problem, params, data))
 
     def direct():
         return (

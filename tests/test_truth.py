@@ -37,7 +37,9 @@ def runnable(cells):
 def test_correct_unusual_and_optimal_gradients_never_fail(problem, dtype):
     seen = 0
     for pattern, seed in itertools.product(PATTERNS, range(2)):
-        cells = runnable([Cell(problem, m, pattern=pattern, dtype=dtype, seed=seed, **UNUSUAL[problem]) for m in EAGER])
+        cells = runnable(
+            [Cell(problem, m, pattern=pattern, dtype=dtype, seed=seed, **UNUSUAL[problem]) for m in EAGER]
+        )
         for r in run_family(cells, timing=NO_TIMING):
             assert r["status"] == "ok", (r["method"], pattern, r["rel_err"], r["tol"], r["diagnosis"])
             seen += 1
@@ -103,7 +105,9 @@ def test_a_factor_on_one_parameter_is_named(dtype):
 def test_divided_by_n_minus_one_is_named(n):
     r = one("bug_n_minus_one", n=n, d=5)
     assert r["status"] == "mismatch"
-    assert r["diagnosis"].startswith(f"{n / (n - 1):.3f}x the reference = {n}/{n - 1}: divided by n-1 where n was meant?")
+    assert r["diagnosis"].startswith(
+        f"{n / (n - 1):.3f}x the reference = {n}/{n - 1}: divided by n-1 where n was meant?"
+    )
 
 
 def test_a_one_percent_scale_is_a_scale_not_a_wrong_direction():

@@ -12,10 +12,11 @@ from typing import ClassVar
 import numpy as np
 import torch
 
+from ..registry import Registry
+from ..schema import SIZE_NAMES
+
 Tensors = dict[str, torch.Tensor]
 Arrays = dict[str, np.ndarray]
-
-SIZE_NAMES = ("n", "d", "h")
 
 
 class Problem:
@@ -35,6 +36,10 @@ class Problem:
     # backpropagated through the next (an MLP's W1, b1 before W2, b2): a diagnosis then says
     # where an error enters. Empty: the parameters are siblings (w and b).
     layers: ClassVar[tuple[tuple[str, ...], ...]] = ()
+    # the time of a gradient over the forward's that its arithmetic predicts, and why; reports
+    # draw it beside the cheap-gradient bound of 5
+    expected_cost_ratio: ClassVar[float | None] = None
+    expected_cost_ratio_why: ClassVar[str] = ""
 
     def __init__(
         self, n: int | None = None, d: int | None = None, h: int | None = None, data: str = "random"
@@ -89,16 +94,22 @@ class Problem:
         """The longest sum a gradient of this problem takes: what rounding error grows with."""
         return max(s for s in (self.n, self.d, self.h) if s is not None) if self.sizes else 1
 
-    def describe(self) -> str:
-        doc = (type(self).__doc__ or "").strip().splitlines()
-        return doc[0] if doc else self.name
+    @classmethod
+    def declared(cls) -> dict:
+        """What reports need to know of it, as plain data (kept in a run's manifest)."""
+        doc = (cls.__doc__ or "").strip().splitlines()
+        return {
+            "doc": doc[0] if doc else cls.name,
+            "sizes": list(cls.sizes),
+            "expected_cost_ratio": cls.expected_cost_ratio,
+            "expected_cost_ratio_why": cls.expected_cost_ratio_why,
+        }
 
 
-_PROBLEMS: dict[str, type[Problem]] = {}
+PROBLEMS: Registry[type[Problem]] = Registry("problem")
 
 
-def register_problem(cls: type[Problem]) -> type[Problem]:
-    """Class decorator: make a Problem subclass runnable by its `name`."""
+def _check(cls: type) -> None:
     name = getattr(cls, "name", None)
     if not isinstance(name, str) or not name:
         raise TypeError(f"{cls.__qualname__} needs a class attribute name = '...'")
@@ -107,19 +118,18 @@ def register_problem(cls: type[Problem]) -> type[Problem]:
     bad = set(cls.sizes) - set(SIZE_NAMES)
     if bad:
         raise TypeError(f"{cls.__qualname__}.sizes may hold only {SIZE_NAMES}, not {sorted(bad)}")
-    _PROBLEMS[name] = cls
-    return cls
+
+
+# `@register_problem` or `@register_problem(replace=True)`: make a Problem runnable by its `name`
+register_problem = PROBLEMS.decorator(_check)
 
 
 def get_problem(name: str) -> type[Problem]:
-    try:
-        return _PROBLEMS[name]
-    except KeyError:
-        raise KeyError(f"unknown problem {name!r}; known: {', '.join(sorted(_PROBLEMS))}") from None
+    return PROBLEMS.get(name)
 
 
 def problem_names() -> list[str]:
-    return sorted(_PROBLEMS)
+    return PROBLEMS.names()
 
 
 def normal(gen: torch.Generator, *shape: int) -> torch.Tensor:

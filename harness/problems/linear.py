@@ -10,6 +10,8 @@ class Linear(Problem):
     """y_hat = X w + b, X of n x d, J = mean((X w + b - y)^2)."""
 
     name = "linear"
+    # the forward reads X once, the gradient twice (X w, then X^T r)
+    expected_cost_ratio, expected_cost_ratio_why = 2.0, "linear regression reads X twice"
     sizes = ("n", "d")
     batched = ("X", "y")
 

@@ -10,6 +10,8 @@ class Linear1d(Problem):
     """f = w x over n points, J = mean((w x - y)^2)."""
 
     name = "linear1d"
+    # the forward reads X once, the gradient twice (X w, then X^T r)
+    expected_cost_ratio, expected_cost_ratio_why = 2.0, "linear regression reads X twice"
     sizes = ("n",)
     batched = ("x", "y")
     datasets = ("random", "post")

@@ -139,7 +139,9 @@ def _rank_test(new: np.ndarray, base: np.ndarray) -> float:
     default turns to the normal approximation above 8 samples: 8e-5 where the exact p of 11
     rounds against 11, none overlapping, is 3e-6)."""
     few = len(new) + len(base) <= 60 and len(np.unique(np.concatenate([new, base]))) == len(new) + len(base)
-    return float(mannwhitneyu(new, base, alternative="two-sided", method="exact" if few else "asymptotic").pvalue)
+    return float(
+        mannwhitneyu(new, base, alternative="two-sided", method="exact" if few else "asymptotic").pvalue
+    )
 
 
 def _timing(m: pd.DataFrame, threshold: float) -> pd.DataFrame:
@@ -177,7 +179,9 @@ def _run_settings(run: Run) -> dict[str, str]:
     versions = man.get("versions") if isinstance(man.get("versions"), dict) else {}
 
     def values(col):
-        vals = sorted({str(int(v) if isinstance(v, float) and v.is_integer() else v) for v in timed[col].dropna()})
+        vals = sorted(
+            {str(int(v) if isinstance(v, float) and v.is_integer() else v) for v in timed[col].dropna()}
+        )
         return ", ".join(vals)
 
     return {

@@ -15,43 +15,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..record import COLUMNS
+from ..schema import BOOLEAN, COLUMNS, NUMERIC
+from .catalog import Catalog
 
-NUMERIC = [
-    "k",
-    "n",
-    "d",
-    "h",
-    "seed",
-    "steps",
-    "lr",
-    "threads",
-    "rel_err",
-    "max_abs_err",
-    "scale",
-    "cosine",
-    "tol",
-    "f64_rel_err",
-    "condition",
-    "time_median_s",
-    "time_iqr_s",
-    "time_min_s",
-    "time_mean_s",
-    "samples",
-    "inner",
-    "vs_manual",
-    "vs_manual_lo",
-    "vs_manual_hi",
-    "first_call_s",
-    "compile_s",
-    "peak_bytes",
-    "bytes_moved",
-    "achieved_gbps",
-    "forward_median_s",
-    "cost_ratio",
-    "final_loss",
-    "attempts",
-]
 FAILED = ("error", "oom", "timeout")  # statuses of cells that produced no measurement
 
 
@@ -64,6 +30,11 @@ class Run:
     trajectories: pd.DataFrame
     manifest: dict = field(default_factory=dict)
     config_name: str | None = None
+
+    @property
+    def catalog(self) -> Catalog:
+        """What the run's methods, patterns and problems declared of themselves."""
+        return Catalog.of_run(self.manifest)
 
     @property
     def run_id(self) -> str:
@@ -106,7 +77,7 @@ def normalize(df: pd.DataFrame) -> pd.DataFrame:
             df[col] = None
     for col in NUMERIC:
         df[col] = pd.to_numeric(df[col], errors="coerce").astype(float)
-    for col in ("agree", "stable"):
+    for col in BOOLEAN:
         df[col] = df[col].map(lambda v: None if v is None or v != v else bool(v)).astype(object)
     for col in ("problem", "method", "pattern", "dtype", "mode", "status", "data"):
         df[col] = df[col].astype(object).where(df[col].notna(), None)

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from . import catalog
 from . import plotting as P
 from .data import Run
 from .plots_speed import dtype_rank, has_lines, sized
@@ -71,9 +72,7 @@ def agreement(run: Run, out: Path) -> P.Plot:
 
 
 def _pattern_key(spec: str) -> tuple:
-    name, _, k = spec.partition(":")
-    order = ("full", "zero", "microbatch", "uneven", "nozero", "retain")
-    return (order.index(name) if name in order else len(order), name, int(k) if k.isdigit() else 0)
+    return catalog.current().pattern_key(spec)
 
 
 def accumulation(run: Run, out: Path) -> P.Plot:

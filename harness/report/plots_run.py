@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.ticker import FuncFormatter, MaxNLocator
 
+from . import catalog
 from . import plotting as P
 from .data import Run
 from .summary import main_pattern, size_axes, sizes_text, with_size
@@ -75,7 +76,8 @@ def workers(run: Run, out: Path) -> P.Plot:
     axes[0, 1].set_title("timing noise per worker", fontsize=11)
     # 3. the manual gradient's time against size, coloured by worker: a slow device sits above
     sized = with_size(main_pattern(df))
-    sized = sized[(sized["method"] == "manual") & sized["size"].notna() & sized["time_median_s"].notna()]
+    base = catalog.current().baseline(sized["method"])
+    sized = sized[(sized["method"] == base) & sized["size"].notna() & sized["time_median_s"].notna()]
     ax = axes[0, 2]
     if sized.empty:
         ax.set_visible(False)

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from . import catalog
 from . import plotting as P
 from .data import Run
 from .summary import main_pattern, size_axes, with_size
@@ -19,8 +20,6 @@ from .summary import main_pattern, size_axes, with_size
 # a factor of 5". Linear regression's gradient 2/N X^T (Xw - y) reads X twice where the loss
 # reads it once: about 2 (FIELD-NOTES, Cost).
 CHEAP_GRADIENT_BOUND = 5.0
-LINEAR_BOUND = 2.0
-LINEAR_PROBLEMS = ("linear", "linear1d", "linear1d_post")
 
 
 DTYPE_ORDER = ("float32", "float64", "bfloat16", "float16")
@@ -113,7 +112,9 @@ def time_vs_size(run: Run, out: Path) -> P.Plot:
 def overhead_vs_manual(run: Run, out: Path) -> P.Plot:
     plot = P.Plot("overhead_vs_manual", "Overhead ratio to the manual gradient")
     df = sized(run, "vs_manual")
-    df = df[df["method"] != "manual"]
+    known = catalog.current()
+    base = known.baseline(df["method"]) or "manual"
+    df = df[df["method"] != base]
     if not has_lines(df):
         plot.skipped = "needs a manual method and another method at two sizes or more"
         return plot
@@ -132,7 +133,7 @@ def overhead_vs_manual(run: Run, out: Path) -> P.Plot:
             ax.fill_between(
                 s.index, s["vs_manual_lo"], s["vs_manual_hi"], color=st["color"], alpha=0.18, lw=0
             )
-        ax.axhline(1.0, color=P.COLORS["manual"], lw=1, ls="--", label="= manual")
+        ax.axhline(1.0, color=known.style(base, [base])["color"], lw=1, ls="--", label=f"= {base}")
         ax.set_ylabel("time ÷ manual time (paired)")
         P.ratio_axis(ax, [1.0, cell["vs_manual"], cell["vs_manual_lo"], cell["vs_manual_hi"]])
     title = "Overhead of each method over the manual gradient (band: 95% interval of the paired ratio)"
@@ -153,10 +154,11 @@ def cost_ratio(run: Run, out: Path) -> P.Plot:
         for m, s in lines(cell, methods, ["cost_ratio"]):
             ax.plot(s.index, s["cost_ratio"], lw=1.6, ms=5, **P.style(m, methods))
         ax.axhline(CHEAP_GRADIENT_BOUND, color="#b22222", lw=1.3, ls="--", label="bound 5 (Griewank–Walther)")
-        if p in LINEAR_PROBLEMS:
-            ax.axhline(
-                LINEAR_BOUND, color="#555555", lw=1.3, ls=":", label="≈2: linear regression reads X twice"
-            )
+        expected = catalog.current().expected_cost_ratio(p)
+        if expected:
+            ratio, why = expected
+            label = f"≈{ratio:g}: {why}" if why else f"≈{ratio:g}: expected"
+            ax.axhline(ratio, color="#555555", lw=1.3, ls=":", label=label)
         ax.set_ylabel("gradient time ÷ forward time")
         P.ratio_axis(ax, [1.0, CHEAP_GRADIENT_BOUND, cell["cost_ratio"]])
     title = "Cheap-gradient ratio: time of a gradient over the loss alone (no_grad)"

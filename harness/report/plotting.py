@@ -1,4 +1,4 @@
-"""Shared matplotlib machinery: the Agg backend, one colour per method, facet grids, log axes.
+"""Shared matplotlib machinery: the Agg backend, each method's declared colour, facet grids, log axes.
 
 Every plot function elsewhere returns a `Plot`: the PNG it wrote, or why it wrote none (a run of
 one cell has no "time against size"), so a report can say what it skipped instead of crashing.
@@ -19,32 +19,13 @@ import numpy as np  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter  # noqa: E402
 
-from .summary import fmt_time, method_order  # noqa: E402
+from . import catalog  # noqa: E402
+from .summary import fmt_time  # noqa: E402
 
 DPI = 100
 PANEL = (4.6, 3.3)  # inches per facet: legible at 100 dpi in a 1280-px page
 MAX_COLS = 4
 
-# manual is the baseline: black, drawn on top; the autograd family in blues and purples.
-COLORS = {
-    "manual": "#222222",
-    "numpy": "#2ca02c",
-    "fused": "#8c564b",
-    "autograd": "#1f77b4",
-    "autograd_grad": "#17becf",
-    "func": "#ff7f0e",
-    "compiled": "#9467bd",
-}
-MARKERS = {
-    "manual": "o",
-    "numpy": "D",
-    "fused": "X",
-    "autograd": "s",
-    "autograd_grad": "v",
-    "func": "^",
-    "compiled": "P",
-}
-EXTRA = ["#e377c2", "#bcbd22", "#7f7f7f", "#aec7e8", "#ffbb78"]
 BAD = "#d62728"
 
 
@@ -57,17 +38,8 @@ class Plot:
 
 
 def style(method: str, methods: list[str]) -> dict:
-    if method in COLORS:
-        color = COLORS[method]
-    else:
-        extra = [m for m in methods if m not in COLORS]
-        color = EXTRA[extra.index(method) % len(EXTRA)] if method in extra else EXTRA[0]
-    return {
-        "color": color,
-        "marker": MARKERS.get(method, "o"),
-        "label": method,
-        "zorder": 3 if method == "manual" else 2,
-    }
+    """The method's declared colour and marker (see catalog.py)."""
+    return catalog.current().style(method, methods)
 
 
 def grid(nrows: int, ncols: int, panel=PANEL, sharey: bool = False):
@@ -180,4 +152,4 @@ def bad_marker() -> Line2D:
 
 
 def methods_of(df) -> list[str]:
-    return method_order(df["method"])
+    return catalog.current().method_order(df["method"])

@@ -10,20 +10,11 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from ..schema import SIZE_NAMES
+from . import catalog
 from .data import FAILED
 
-SIZE_NAMES = ("n", "d", "h")
 TOP = 8  # rows of each verdict list; the full lists are in the tables below it
-HAND_WRITTEN = ("manual", "numpy", "fused")  # the methods whose overhead is not autograd's
-
-
-def is_autograd(method: str) -> bool:
-    try:
-        from ..methods import get_method
-
-        return not get_method(method).hand_written
-    except KeyError:  # a plugin method the report's process did not import
-        return method not in HAND_WRITTEN
 
 
 # -- formatting ----------------------------------------------------------------------------------
@@ -192,7 +183,9 @@ def verdict(df: pd.DataFrame) -> Verdict:
             "diagnosis": bad["diagnosis"].fillna(""),
         }
     )
-    over = df[df["method"].map(lambda m: m is not None and is_autograd(m)) & df["vs_manual"].notna()]
+    known = catalog.current()
+    autograd = df["method"].map(lambda m: m is not None and not known.hand_written(m))
+    over = df[autograd & df["vs_manual"].notna()]
     over = over.sort_values("vs_manual", ascending=False).head(TOP)
     overheads = pd.DataFrame(
         {
@@ -237,7 +230,9 @@ def key_table(df: pd.DataFrame) -> pd.DataFrame:
     g = g[g["status"].isin(["ok", "mismatch"])]
     if g.empty:
         return pd.DataFrame()
-    methods = [m for m in method_order(g["method"]) if m != "manual"]
+    known = catalog.current()
+    base = known.baseline(g["method"])
+    methods = [m for m in known.method_order(g["method"]) if m != base]
     rows = []
     # sorted by problem, dtype, then n, d, h: sizes grow down the table
     keys = ["problem", "dtype", "pattern", "data", "n", "d", "h"]
@@ -245,8 +240,8 @@ def key_table(df: pd.DataFrame) -> pd.DataFrame:
         first = cells.iloc[0]
         by_method = {r["method"]: r for _, r in cells.iterrows()}
         row = {"problem": first["problem"], "dtype": first["dtype"], "sizes": sizes_text(first)}
-        manual = by_method.get("manual")
-        row["manual time"] = fmt_time(manual["time_median_s"]) if manual is not None else "—"
+        manual = by_method.get(base)
+        row[f"{base or 'manual'} time"] = fmt_time(manual["time_median_s"]) if manual is not None else "—"
         for m in methods:
             r = by_method.get(m)
             if manual is not None:
@@ -303,13 +298,3 @@ def cells_table(df: pd.DataFrame) -> pd.DataFrame:
         }
     )
     return out.sort_values(["problem", "mode", "dtype", "pattern", "method"], kind="stable")
-
-
-METHOD_ORDER = ("manual", "numpy", "fused", "autograd", "autograd_grad", "func", "compiled")
-
-
-def method_order(methods) -> list[str]:
-    """The run's methods, known ones in a fixed order (manual first: it is the baseline)."""
-    present = [m for m in pd.unique(pd.Series(list(methods)).dropna())]
-    known = [m for m in METHOD_ORDER if m in present]
-    return known + sorted(m for m in present if m not in known)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 
-from . import plots_numerics, plots_run, plots_speed
+from . import catalog, plots_numerics, plots_run, plots_speed
 from .data import read_run
 from .document import build
 from .plotting import Plot
@@ -31,8 +31,9 @@ def write_report(run_dir: str | Path) -> list[Path]:
     """Write RUN_DIR/report.md, RUN_DIR/report.html and RUN_DIR/plots/*.png; return their paths."""
     run = read_run(run_dir)
     plots_dir = run.path / "plots"
-    plots = make_plots(run, plots_dir)
-    doc = build(run, plots)
+    with catalog.active(run.catalog):
+        plots = make_plots(run, plots_dir)
+        doc = build(run, plots)
     md, page = run.path / "report.md", run.path / "report.html"
     md.write_text(to_markdown(doc, run.path), encoding="utf-8")
     page.write_text(to_html(doc), encoding="utf-8")

@@ -333,6 +333,17 @@ class Grid:
     cells: list[Cell]
     skipped: list[tuple[Cell, str]]
 
+    def declared(self) -> dict:
+        """What the grid's methods, patterns and problems declare of themselves (capabilities,
+        order and colour in reports): kept in the manifest, so reports read them from the run."""
+        cells = self.cells + [c for c, _ in self.skipped]
+        patterns = {parse_pattern(c.pattern) for c in cells}
+        return {
+            "methods": {m: get_method(m).declared() for m in sorted({c.method for c in cells})},
+            "patterns": {p.name: p.declared() for p in sorted(patterns, key=lambda p: p.name)},
+            "problems": {p: get_problem(p).declared() for p in sorted({c.problem for c in cells})},
+        }
+
     @property
     def families(self) -> list[list[Cell]]:
         """Cells that differ only by method, in config order: the unit an executor runs."""

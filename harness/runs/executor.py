@@ -13,7 +13,8 @@ from typing import Protocol
 
 from ..cell import Cell
 from ..measure import TimingOptions
-from ..record import COLUMNS, identity, now
+from ..record import identity, now
+from ..schema import Record
 
 OnRecords = Callable[[list[dict]], None]
 
@@ -49,7 +50,7 @@ def failed_records(
     at = now()
     return [
         {
-            **dict.fromkeys(COLUMNS),
+            **Record.blank(),
             **(context or {}),
             **identity(cell),
             "status": status,

@@ -28,7 +28,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import yaml
 
-from ..record import COLUMNS
+from ..schema import COLUMNS, TRAJECTORY_COLUMNS
 
 CONFIG = "config.yaml"
 MANIFEST = "manifest.json"
@@ -36,7 +36,6 @@ RECORDS_JSONL = "records.jsonl"
 TRAJECTORIES_JSONL = "trajectories.jsonl"
 RECORDS_PARQUET = "records.parquet"
 TRAJECTORIES_PARQUET = "trajectories.parquet"
-TRAJECTORY_COLUMNS = ("cell_id", "step", "loss", "params")
 
 
 class RunStore:

@@ -4,7 +4,7 @@ Written as a user would write plugins: problems, a method and patterns registere
 """
 
 from harness import Pattern, register_method, register_pattern, register_problem
-from harness.methods import Autograd, AutogradStepper
+from harness.methods import Autograd
 from harness.problems.linear import Linear
 from harness.problems.mlp import MLP
 
@@ -91,18 +91,13 @@ class UnscaledMicrobatches(Pattern):
             s.accumulate(b, w)
 
 
-class _TwiceStepper(AutogradStepper):
-    def accumulate(self, batch, weight=1.0):
-        loss = self.loss_fn(self.params, batch) * weight
-        loss.backward(retain_graph=True)
-        loss.backward()  # a second backward through the retained graph adds the gradient again
-
-
 @register_method
 class DoubleBackward(Autograd):
     """loss.backward(retain_graph=True) followed by loss.backward()."""
 
     name = "double_backward"
 
-    def stepper(self, problem, params, data):
-        return _TwiceStepper(problem, params, data)
+    def accumulate(self, batch, weight=1.0):
+        loss = self.loss(self.params, batch) * weight
+        loss.backward(retain_graph=True)
+        loss.backward()  # a second backward through the retained graph adds the gradient again

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .methods import Method, Stepper, register_method
+from .base import Method, register_method
 
 LOW_PRECISION = (torch.float16, torch.bfloat16)
 
@@ -93,27 +93,26 @@ def fused_grad(X, y, w, b, link: Link) -> dict[str, torch.Tensor]:
     return blocked_grad(X, y, w, b, link)
 
 
-class FusedStepper(Stepper):
-    def __init__(self, problem, params, data):
-        super().__init__(problem, params, data)
-        self.link = LINKS[problem.name]
-
-    def grads_of(self, batch):
-        return fused_grad(batch["X"], batch["y"], self.params["w"], self.params["b"], self.link)
-
-
 @register_method
 class Fused(Method):
     """One pass over X: row blocks that stay in cache (CPU), or a Triton kernel (CUDA)."""
 
     name = "fused"
     hand_written = True
+    order, color, marker = 20, "#8c564b", "X"
 
-    def skip_reason(self, problem, dtype, device):
-        return None if problem.name in LINKS else SKIP_REASON
+    @classmethod
+    def skip_reason(cls, problem, dtype, device):
+        if problem.name not in LINKS:
+            return SKIP_REASON
+        return super().skip_reason(problem, dtype, device)
 
-    def stepper(self, problem, params, data):
-        return FusedStepper(problem, params, data)
+    def __init__(self, problem, params, data):
+        super().__init__(problem, params, data)
+        self.link = LINKS[problem.name]
+
+    def grads_of(self, batch):
+        return fused_grad(batch["X"], batch["y"], self.params["w"], self.params["b"], self.link)
 
 
 # --- Triton, on CUDA only (or on the CPU under TRITON_INTERPRET=1, for tests) -------------------

@@ -1,0 +1,129 @@
+"""The record: one typed definition of its columns, from which every list of them is derived.
+
+A record is flat, JSON scalars and short lists, one per cell; records travel as plain dicts
+(`Record.blank()` gives one with every column None). Columns may be added, never renamed: stored
+runs are read back by name. Add one here, and the store, the reports' numeric and boolean
+columns and the trajectory files know of it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from typing import Union, get_args, get_origin, get_type_hints
+
+GROUPS = ("identity", "where", "agreement", "timing", "cost", "train", "outcome")
+
+
+def col(group: str, size: bool = False):
+    """A column of `group`; `size` marks the problem sizes (n, d, h)."""
+    assert group in GROUPS, group
+    return field(default=None, metadata={"group": group, "size": size})
+
+
+@dataclass
+class Record:
+    # identity: what the cell is (its fields make cell_id)
+    run_id: str | None = col("identity")
+    cell_id: str | None = col("identity")
+    problem: str | None = col("identity")
+    mode: str | None = col("identity")  # gradient or train
+    method: str | None = col("identity")
+    pattern: str | None = col("identity")
+    k: int | None = col("identity")
+    dtype: str | None = col("identity")
+    n: int | None = col("identity", size=True)  # samples
+    d: int | None = col("identity", size=True)  # features
+    h: int | None = col("identity", size=True)  # hidden width
+    seed: int | None = col("identity")
+    data: str | None = col("identity")  # random, or a problem's fixed data set ("post")
+    steps: int | None = col("identity")  # train mode
+    lr: float | None = col("identity")  # train mode
+    # where it ran
+    device: str | None = col("where")
+    device_name: str | None = col("where")
+    gpu_id: str | None = col("where")
+    node: str | None = col("where")
+    worker: int | str | None = col("where")
+    threads: int | None = col("where")
+    # agreement with the float64 reference
+    rel_err: float | None = col("agreement")  # normwise, against multiplier x reference
+    max_abs_err: float | None = col("agreement")
+    scale: float | None = col("agreement")  # |g| / |g_ref|
+    cosine: float | None = col("agreement")  # -1 is a sign error
+    tol: float | None = col("agreement")
+    agree: bool | None = col("agreement")
+    diagnosis: str | None = col("agreement")
+    f64_rel_err: float | None = col("agreement")  # the same method in float64: the formula alone
+    f64_checked: bool | None = col("agreement")  # False: the method has no float64 twin
+    condition: float | None = col("agreement")  # what cancellation multiplied the tolerance by
+    grad_preview: list[float] | None = col("agreement")
+    output_preview: list[float] | None = col("agreement")
+    # timing, derived from the samples by measure.summarize and measure.paired_ratio
+    time_median_s: float | None = col("timing")
+    time_iqr_s: float | None = col("timing")
+    time_min_s: float | None = col("timing")
+    time_mean_s: float | None = col("timing")
+    samples: int | None = col("timing")
+    inner: int | None = col("timing")  # calls per timed block
+    stable: bool | None = col("timing")  # IQR / median <= 0.1
+    vs_manual: float | None = col("timing")  # paired ratio to the baseline method
+    vs_manual_lo: float | None = col("timing")
+    vs_manual_hi: float | None = col("timing")
+    first_call_s: float | None = col("timing")
+    compile_s: float | None = col("timing")
+    time_samples_s: list[float] | None = col("timing")  # per round, per call: the statistics' source
+    forward_samples_s: list[float] | None = col("timing")  # the loss alone, the same rounds
+    # cost
+    peak_bytes: int | None = col("cost")
+    peak_bytes_kind: str | None = col("cost")
+    bytes_moved: int | None = col("cost")  # the least bytes any gradient must read
+    achieved_gbps: float | None = col("cost")
+    forward_median_s: float | None = col("cost")  # the loss alone, under no_grad
+    cost_ratio: float | None = col("cost")  # gradient time / forward time
+    # train mode
+    final_loss: float | None = col("train")
+    final_params: list[float] | None = col("train")
+    # outcome
+    status: str | None = col("outcome")  # ok, mismatch, error, oom, timeout
+    error: str | None = col("outcome")
+    attempts: int | None = col("outcome")
+    started_at: str | None = col("outcome")
+    finished_at: str | None = col("outcome")
+
+    @staticmethod
+    def blank() -> dict:
+        return dict.fromkeys(COLUMNS)
+
+
+@dataclass
+class TrajectoryRow:
+    """One step of a train-mode cell: the loss before the step's update, the parameters after."""
+
+    cell_id: str
+    step: int
+    loss: float
+    params: list[float]
+
+
+def _kinds(cls) -> dict[str, set[type]]:
+    """Column -> the types it may hold besides None."""
+    out = {}
+    for name, hint in get_type_hints(cls).items():
+        args = get_args(hint) if get_origin(hint) in (Union, type(int | None)) else (hint,)
+        out[name] = {get_origin(a) or a for a in args if a is not type(None)}
+    return out
+
+
+_KIND = _kinds(Record)
+COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(Record))
+SIZE_NAMES: tuple[str, ...] = tuple(f.name for f in fields(Record) if f.metadata["size"])
+# numbers (None -> NaN in a frame) and flags (True, False or None)
+NUMERIC: tuple[str, ...] = tuple(c for c in COLUMNS if _KIND[c] and _KIND[c] <= {int, float})
+BOOLEAN: tuple[str, ...] = tuple(c for c in COLUMNS if _KIND[c] == {bool})
+TEXT: tuple[str, ...] = tuple(c for c in COLUMNS if _KIND[c] == {str})
+TRAJECTORY_COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(TrajectoryRow))
+
+
+def group(name: str) -> tuple[str, ...]:
+    """The columns of one group, in order."""
+    return tuple(f.name for f in fields(Record) if f.metadata["group"] == name)
