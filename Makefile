@@ -11,7 +11,7 @@ TORCH_CPU ?= torch==2.13.0
 
 RUN_FLAGS := $(if $(EXECUTOR),--executor $(EXECUTOR)) $(if $(ADDRESS),--address $(ADDRESS)) $(ARGS)
 
-.PHONY: install bench test lint microbench microbench-compare clean
+.PHONY: install bench test lint microbench microbench-compare gpu-check clean
 
 install: $(STAMP)
 
@@ -46,3 +46,8 @@ microbench: $(STAMP)
 
 microbench-compare: $(STAMP)
 	$(MICROBENCH) --benchmark-compare --benchmark-compare-fail=median:10%
+
+# On a GPU machine: the `gpu` tests, the GPU sweep (experiments/gpu-check.yaml), the seed post and
+# an independent do_bench timing, as one table. Needs no .venv: `make gpu-check PY=python3`.
+gpu-check:
+	$(PY) benchmarks/gpu_check.py $(if $(EXECUTOR),--executor $(EXECUTOR))

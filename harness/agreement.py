@@ -1,9 +1,6 @@
-"""Is a gradient right? A float64 reference, normwise errors, calibrated tolerances, a verdict.
-
-The reference is autograd in float64 on the CPU, from the cell's inputs already rounded to its
-dtype and then upcast: what is measured is then the error of the computation alone, not of
-rounding the inputs (which alone is 1.3e-3 in bfloat16). The sentence naming a likely bug is
-`harness.diagnosis`.
+"""Is a gradient right? Normwise errors against the float64 reference (reference.py), the sizes
+its rounding error scales with, calibrated tolerances, a verdict. The sentence naming a likely
+bug is `harness.diagnosis`.
 """
 
 from __future__ import annotations
@@ -14,6 +11,7 @@ from dataclasses import dataclass, field
 import torch
 
 from .problems.base import Problem, Tensors
+from .reference import CHUNK_ROWS, rows_of, upcast
 
 # Unit roundoff u = 2^-p of each dtype (p = significand bits).
 UNIT_ROUNDOFF = {
@@ -127,23 +125,30 @@ class Reference:
         return scaled(list(self.grad)), {k: scaled([k]) for k in self.grad}
 
 
+def _row_chunks(problem: Problem, data: Tensors, chunk_rows: int) -> list[tuple[int, int]]:
+    rows = problem.rows(data)
+    return [(a, min(a + chunk_rows, rows)) for a in range(0, rows, chunk_rows)] if problem.batched else []
+
+
 def term_spread(problem: Problem, params: Tensors, data: Tensors, grad: Tensors) -> dict[str, float]:
     """Per parameter, sqrt(sum over entries and samples of t^2), t = each sample's term of the
-    gradient (its own gradient over n, the loss being a mean over samples). A problem with no
-    sample axis sums no terms: its spread is its gradient's norm."""
+    gradient (its own gradient over n, the loss being a mean over samples), from `data` as
+    given (upcast chunk by chunk, on their device). A problem with no sample axis sums no
+    terms: its spread is its gradient's norm."""
     own = {k: g.norm().item() for k, g in grad.items()}
     if not problem.batched:
         return own
     rows = problem.rows(data)
-    fixed = {k: v for k, v in data.items() if k not in problem.batched}
+    fixed = upcast({k: v for k, v in data.items() if k not in problem.batched}, torch.float64)
+    p64 = upcast(params, torch.float64)
     grad_fn = torch.func.grad(problem.loss)
     per_sample = torch.func.vmap(lambda p, row: grad_fn(p, {**fixed, **row}), in_dims=(None, 0))
     chunk = max(1, _TERMS_CHUNK // max(1, sum(g.numel() for g in grad.values())))
-    sumsq = {k: 0.0 for k in grad}
+    sumsq = dict.fromkeys(grad, 0.0)
     try:
-        for start in range(0, rows, chunk):
-            rows_here = {k: data[k][start : start + chunk].unsqueeze(1) for k in problem.batched}
-            for k, g in per_sample(params, rows_here).items():
+        for start, stop in _row_chunks(problem, data, chunk):
+            piece = upcast({k: data[k][start:stop].unsqueeze(1) for k in problem.batched}, torch.float64)
+            for k, g in per_sample(p64, piece).items():
                 sumsq[k] += (g * g).sum().item()
     except Exception:  # a loss torch.func cannot batch: the normwise tolerance alone
         return own
@@ -154,39 +159,40 @@ def input_sensitivity(
     problem: Problem, params: Tensors, data: Tensors, grad: Tensors, draws: int = 3
 ) -> dict[str, float]:
     """Per parameter, |g(inputs (1 + rho e)) - g| / rho, e random signs, root mean square over
-    `draws`: how much the gradient moves when every input moves by a relative rho, in float64.
+    `draws`: how much the float64 gradient moves when every input moves by a relative rho.
     Rounding a residual r = Xw - y whose terms are large (a good fit) moves it by u |Xw| + u |y|,
-    not u |r|: what `term_spread` misses, this sees."""
-    gen = torch.Generator().manual_seed(0)
+    not u |r|: what `term_spread` misses, this sees. Chunked by rows as the reference is."""
+    device = next(iter(grad.values())).device
+    gen = torch.Generator(device).manual_seed(0)
 
     def moved(t: torch.Tensor) -> torch.Tensor:
         if not t.is_floating_point():
             return t
-        signs = torch.randint(0, 2, t.shape, generator=gen, dtype=t.dtype) * 2 - 1
+        signs = torch.randint(0, 2, t.shape, generator=gen, device=t.device, dtype=t.dtype) * 2 - 1
         return t * (1 + SENSITIVITY_RHO * signs)
 
     keys, sumsq = list(grad), dict.fromkeys(grad, 0.0)
+    rows = problem.rows(data)
+    chunks = _row_chunks(problem, data, CHUNK_ROWS) or [(0, rows)]
     for _ in range(draws):
-        p = {k: moved(v).requires_grad_(True) for k, v in params.items()}
-        d = {k: moved(v) for k, v in data.items()}
-        for k, g in zip(keys, torch.autograd.grad(problem.loss(p, d), [p[k] for k in keys])):
-            sumsq[k] += ((g - grad[k]).norm().item() / SENSITIVITY_RHO) ** 2
+        p = {k: moved(v).requires_grad_(True) for k, v in upcast(params, torch.float64).items()}
+        total = {k: torch.zeros_like(g) for k, g in grad.items()}
+        for a, b in chunks:
+            piece = data if len(chunks) == 1 else rows_of(problem, data, a, b)
+            piece = {k: moved(v) for k, v in upcast(piece, torch.float64).items()}
+            for k, g in zip(keys, torch.autograd.grad(problem.loss(p, piece), [p[k] for k in keys])):
+                total[k] += g * ((b - a) / rows if len(chunks) > 1 else 1.0)
+        for k in keys:
+            sumsq[k] += ((total[k] - grad[k]).norm().item() / SENSITIVITY_RHO) ** 2
     return {k: math.sqrt(v / draws) for k, v in sumsq.items()}
 
 
-def rounded_reference(
-    problem: Problem, params: Tensors, data: Tensors, dtype: torch.dtype
-) -> tuple[Tensors, Tensors, Reference]:
-    """(params64, data64, reference): inputs rounded to `dtype`, upcast, and autograd's gradient
-    with the sizes its rounding error scales with."""
-    p64 = {k: v.to(dtype).to(torch.float64).requires_grad_(True) for k, v in params.items()}
-    d64 = {k: v.to(dtype).to(torch.float64) for k, v in data.items()}
-    keys = list(p64)
-    grads = dict(zip(keys, torch.autograd.grad(problem.loss(p64, d64), [p64[k] for k in keys])))
-    p64 = {k: v.detach() for k, v in p64.items()}
-    terms = term_spread(problem, p64, d64, grads)
-    moved = input_sensitivity(problem, p64, d64, grads)
-    return p64, d64, Reference(grads, terms, moved)
+def reference_of(problem: Problem, params: Tensors, data: Tensors, grad: Tensors) -> Reference:
+    """The reference `grad` (reference.reference_grad of these params and data, in the cell's
+    dtype on its device) with the sizes its rounding error scales with."""
+    return Reference(
+        grad, term_spread(problem, params, data, grad), input_sensitivity(problem, params, data, grad)
+    )
 
 
 @dataclass

@@ -18,6 +18,7 @@ import torch
 
 from . import agreement as agr
 from . import gpu
+from . import reference as ref
 from .diagnosis import diagnose
 from .env import device_name
 from .measure import TimingOptions, first_call_s, interleaved, peak_bytes
@@ -35,6 +36,10 @@ DTYPES = {
     "bfloat16": torch.bfloat16,
 }
 MODES = ("gradient", "train")
+DEVICES = ("cpu", "cuda")
+# Fields added after runs were first stored, with the value every earlier cell implied: left out
+# of the id while they hold it, so a cell measured before keeps its id (resume, compare).
+LATER_FIELDS = {"device": "cpu"}
 
 
 @dataclass(frozen=True)
@@ -45,6 +50,7 @@ class Cell:
     method: str
     pattern: str = "full"
     dtype: str = "float32"
+    device: str = "cpu"  # the device type it runs on: cpu or cuda
     n: int | None = None
     d: int | None = None
     h: int | None = None
@@ -56,7 +62,8 @@ class Cell:
 
     @property
     def cell_id(self) -> str:
-        canonical = json.dumps(asdict(self), sort_keys=True, separators=(",", ":"))
+        fields = {k: v for k, v in asdict(self).items() if LATER_FIELDS.get(k, k) != v}
+        canonical = json.dumps(fields, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
     @property
@@ -71,8 +78,10 @@ class Cell:
     def problem_instance(self) -> Problem:
         return get_problem(self.problem)(n=self.n, d=self.d, h=self.h, data=self.data)
 
-    def skip_reason(self, device: str = "cpu") -> str | None:
-        """Why this cell cannot run on `device`, or None. Unknown names raise ValueError."""
+    def skip_reason(self) -> str | None:
+        """Why this cell cannot run on its device, or None. Unknown names raise ValueError."""
+        if self.device not in DEVICES:
+            raise ValueError(f"unknown device {self.device!r}; known: {', '.join(DEVICES)}")
         if self.dtype not in DTYPES:
             raise ValueError(f"unknown dtype {self.dtype!r}; known: {', '.join(DTYPES)}")
         if self.mode not in MODES:
@@ -83,14 +92,15 @@ class Cell:
         except KeyError as e:
             raise ValueError(e.args[0]) from None
         pattern = parse_pattern(self.pattern)
-        return method.skip_reason(type(problem), DTYPES[self.dtype], device) or pattern.skip_reason(
+        return method.skip_reason(type(problem), DTYPES[self.dtype], self.device) or pattern.skip_reason(
             problem, method
         )
 
 
 @dataclass
 class _Setup:
-    """What a family shares: the problem, its inputs on the device, the float64 reference."""
+    """What a family shares: the problem, its inputs on the device, the float64 reference, and
+    the smaller float64 inputs of the methods' twins (see reference.py)."""
 
     problem: Problem
     pattern: Pattern
@@ -98,38 +108,49 @@ class _Setup:
     device: torch.device
     params: Tensors
     data: Tensors
-    params64: Tensors
-    data64: Tensors
     reference: agr.Reference
+    twin: tuple[Problem, Tensors, Tensors]
+    twin_reference: Tensors
     tol: float  # of all parameters at once; per parameter in param_tol
     param_tol: dict[str, float]
     formula_tol: float  # of the float64 twin
     formula_param_tol: dict[str, float]
+    setup_s: float
 
     @classmethod
     def build(cls, cell: Cell, device: torch.device) -> _Setup:
+        started = time.perf_counter()
         problem = cell.problem_instance()
         dtype = DTYPES[cell.dtype]
-        # data depend on (problem, sizes, data set, seed) only: every method and dtype of a
-        # family, and every run with the same seed, sees the same draw
-        params, data = problem.make(torch.Generator().manual_seed(cell.seed))
-        p64, d64, ref = agr.rounded_reference(problem, params, data, dtype)
-        tol, param_tol = ref.tolerances(dtype, problem.reduction_length())
-        formula_tol, formula_param_tol = ref.formula_tolerances()
+        pattern = parse_pattern(cell.pattern)
+        # data depend on (problem, sizes, data set, seed, device) only: every method and dtype of
+        # a family, and every run with the same seed, sees the same draw, made on the device by
+        # its own generator (CUDA's Philox draws differ from the CPU's Mersenne Twister)
+        params, data = problem.make(torch.Generator(device).manual_seed(cell.seed))
+        params = {k: v.to(device, dtype) for k, v in params.items()}
+        data = {k: v.to(device, dtype) for k, v in data.items()}
+        reference = agr.reference_of(problem, params, data, ref.reference_grad(problem, params, data))
+        tol, param_tol = reference.tolerances(dtype, problem.reduction_length())
+        formula_tol, formula_param_tol = reference.formula_tolerances()
+        twin = ref.twin_inputs(problem, params, data, multiple=pattern.k if pattern.needs_batch else 1)
+        same = twin[0] is problem
+        gpu.synchronize(device)
         return cls(
             problem=problem,
-            pattern=parse_pattern(cell.pattern),
+            pattern=pattern,
             dtype=dtype,
             device=device,
-            params={k: v.to(device, dtype) for k, v in params.items()},
-            data={k: v.to(device, dtype) for k, v in data.items()},
-            params64=p64,
-            data64=d64,
-            reference=ref,
+            params=params,
+            data=data,
+            reference=reference,
+            twin=twin,
+            # on the whole data, the twin's reference is the reference, up to float64 rounding
+            twin_reference=reference.grad if same else ref.reference_grad(*twin),
             tol=tol,
             param_tol=param_tol,
             formula_tol=formula_tol,
             formula_param_tol=formula_param_tol,
+            setup_s=time.perf_counter() - started,
         )
 
     def stepper(self, method: type[Method]) -> Method:
@@ -138,25 +159,26 @@ class _Setup:
     def sync(self, method: type[Method]) -> Callable[[], None]:
         return lambda: method.synchronize(self.device)
 
-    def _compare(self, grads: Tensors, tol: float, param_tol: dict[str, float]) -> agr.Agreement:
-        return agr.compare(grads, self.reference.grad, self.pattern.multiplier, tol, param_tol)
+    def _compare(self, grads: Tensors, reference: Tensors, tol: float, param_tol: dict) -> agr.Agreement:
+        return agr.compare(grads, reference, self.pattern.multiplier, tol, param_tol)
 
     def check(self, method: type[Method], stepper: Method) -> tuple[agr.Agreement, list]:
         """Agreement of what the stepper's gradient buffer holds, with its verdict. The same
-        method's float64 twin on the CPU tells a wrong formula from rounding, and decides too:
-        a formula wrong in float64 is a mismatch whatever this dtype's tolerance lets through.
-        A float64 cell is its own twin; a method without one (a second compile) goes unchecked
-        in float64, and its record says so (f64_checked)."""
+        method's float64 twin (on a subsample of rows when the data are large) tells a wrong
+        formula from rounding, and decides too: a formula wrong in float64 is a mismatch whatever
+        this dtype's tolerance lets through. A float64 cell is its own twin; a method without one
+        (a second compile) goes unchecked in float64, and its record says so (f64_checked). The
+        twin's tolerance is the whole data's condition: never tighter than the subsample's."""
         grads = stepper.grads()
-        a = self._compare(grads, self.tol, self.param_tol)
+        a = self._compare(grads, self.reference.grad, self.tol, self.param_tol)
         if self.dtype == torch.float64:
-            a.twin = self._compare(grads, self.formula_tol, self.formula_param_tol)
+            a.twin = self._compare(grads, self.reference.grad, self.formula_tol, self.formula_param_tol)
         elif method.float64_twin:
-            s64 = method(self.problem, self.params64, self.data64)
+            s64 = method(*self.twin)
             step64 = self.pattern.bind(s64)
             step64()
             step64()
-            a.twin = self._compare(s64.grads(), self.formula_tol, self.formula_param_tol)
+            a.twin = self._compare(s64.grads(), self.twin_reference, self.formula_tol, self.formula_param_tol)
         p = self.problem
         a.diagnosis = diagnose(a, p.n, self.pattern.k, d=p.d, h=p.h, layers=p.layers)
         return a, preview(grads)
@@ -167,16 +189,18 @@ class _Setup:
 
 def run_family(
     cells: Sequence[Cell],
-    device: str | torch.device = "cpu",
+    device: str | torch.device | None = None,
     threads: int | None = None,
     timing: TimingOptions | None = None,
     context: dict | None = None,
 ) -> list[dict]:
     """Run cells that differ only by method; one record per cell, in the order given.
 
-    `context` is merged into every record (run_id, gpu_id, node, worker: the executor's
-    business). Train-mode records carry `trajectory`, a list of per-step rows that the store
-    writes to trajectories.parquet. Exceptions in a method become its record's status.
+    The cells' device type is where they run; `device` names which one of that type (a worker's
+    "cuda:0"), and is ignored when its type is not the cells'. `context` is merged into every
+    record (run_id, gpu_id, node, worker: the executor's business). Train-mode records carry
+    `trajectory`, a list of per-step rows that the store writes to trajectories.parquet.
+    Exceptions in a method become its record's status.
     """
     if not cells:
         return []
@@ -186,11 +210,11 @@ def run_family(
     if len({c.method for c in cells}) != len(cells):
         raise ValueError("run_family got the same method twice")
     timing = timing or TimingOptions()
-    device = torch.device(device)
+    device = _device(cells[0].device, device)
     if threads:
         torch.set_num_threads(threads)
     threads = torch.get_num_threads()
-    started = now()
+    started, began = now(), time.perf_counter()
     base = {
         "device": device.type,
         "device_name": device_name(device),
@@ -201,10 +225,8 @@ def run_family(
         "attempts": 1,
         **(context or {}),
     }
-    records = {
-        c.method: {**Record.blank(), **base, **identity(c), "started_at": started, "status": "ok"}
-        for c in cells
-    }
+    where = {"device": device.type, "started_at": started, "status": "ok"}  # where it ran
+    records = {c.method: {**Record.blank(), **base, **identity(c), **where} for c in cells}
 
     try:
         setup = _Setup.build(cells[0], device)
@@ -221,20 +243,34 @@ def run_family(
             condition=setup.tol / agr.tolerance(setup.dtype, setup.problem.reduction_length()),
             output_preview=output,
             bytes_moved=setup.min_bytes(),
+            setup_s=setup.setup_s,
         )
 
     runner = _train if cells[0].mode == "train" else _gradient
     runner(cells, setup, records, threads, timing)
     finished = now()
+    wall_s = time.perf_counter() - began
     for r in records.values():
         r["finished_at"] = r["finished_at"] or finished
+        r["family_wall_s"] = wall_s
         if r["status"] == "ok" and r.get("agree") is False:
             r["status"] = "mismatch"
     return [records[c.method] for c in cells]
 
 
+def _device(kind: str, given: str | torch.device | None) -> torch.device:
+    """Where cells of device type `kind` run in a worker holding `given`: there when it is of
+    that type; on the worker's device when this process has no CUDA (a logical GPU of a test
+    cluster), and the record says so; else on `kind`."""
+    if given is not None:
+        given = torch.device(given)
+        if given.type == kind or (kind == "cuda" and not torch.cuda.is_available()):
+            return given
+    return torch.device(kind)
+
+
 def _applicable(cell: Cell, setup: _Setup) -> type[Method]:
-    reason = cell.skip_reason(setup.device.type)
+    reason = cell.skip_reason()
     if reason:
         raise ValueError(f"not applicable: {reason}")
     return get_method(cell.method)
@@ -284,11 +320,19 @@ def _gradient(cells, setup: _Setup, records, threads, timing: TimingOptions) -> 
             problem.loss(params, data)
 
     try:
+        # the forward's kernels are warmed like every step's (a kernel's first launch on CUDA
+        # loads its module: milliseconds)
+        for _ in range(max(1, timing.warmup)):
+            forward()
+        began = time.perf_counter()
         samples, blocks = interleaved({**steps, forward_key: forward}, threads, timing, syncs, setup.device)
+        timed_s = time.perf_counter() - began
     except Exception as exc:
         for name in steps:
             fail(records[name], exc)
         return
+    for r in records.values():
+        r["family_timed_s"] = timed_s
     forward_samples = samples.pop(forward_key)
     timing_fields(records, samples, setup.min_bytes(), forward_samples, _baseline(cells))
     for name in samples:

@@ -16,7 +16,9 @@ from dataclasses import asdict
 from datetime import datetime, timezone
 from pathlib import Path
 
-from .runs.config import ConfigError, Grid, expand, load_config
+from .runs.config import ConfigError, load_config
+from .runs.efficiency import sweep_efficiency
+from .runs.grid import Grid, expand
 from .runs.store import RunStore
 
 EXPERIMENTS = Path(__file__).resolve().parent.parent / "experiments"
@@ -58,7 +60,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--resume", type=Path, metavar="RUN_DIR", help="run only the cells RUN_DIR lacks")
     run.add_argument("--dry-run", action="store_true", help="list the cells and skipped combinations")
     run.add_argument("--strict", action="store_true", help="exit 1 when any cell is not ok")
-    run.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda where torch sees one")
+    run.add_argument(
+        "--device", choices=("cpu", "cuda"), help="run every cell there (default: the config's `devices`)"
+    )
     run.set_defaults(command=cmd_run)
     report = sub.add_parser("report", help="write report.md, report.html and plots of a run")
     report.add_argument("run_dir", type=Path, metavar="RUN_DIR")
@@ -87,18 +91,18 @@ def cmd_run(args) -> int:
     store = _open_resumed(args.resume, config) if args.resume else None
     done = store.done_ids() if store else set()
     if args.dry_run:
-        _print_dry_run(config, expand(config, args.device or _default_device()), done)
+        _print_dry_run(config, _grid(config, args, _local_devices()), done)
         return 0
 
     executor = _make_executor(args, config)
     try:
-        try:  # a Ray executor finds its device by starting its workers
-            device = args.device or getattr(executor, "device", None) or _default_device()
+        try:  # a Ray executor finds its devices by starting its workers
+            available = _available_devices(executor)
         except ConnectionError as exc:
             raise BadInput(f"--address {args.address}: cannot connect: {exc}") from None
-        grid = expand(config, device)
+        grid = _grid(config, args, available)
         if store is None:
-            store = _create_store(args, config, grid, executor, device)
+            store = _create_store(args, config, grid, executor, ", ".join(available))
         else:
             store.update_manifest(resumed=[*store.manifest().get("resumed", []), _now()])
         todo = Grid([c for c in grid.cells if c.cell_id not in done], []).families
@@ -110,18 +114,38 @@ def cmd_run(args) -> int:
     with _sigint_held(then_raise=False):  # a second Ctrl-C must not tear the parquet files
         records = store.finish()
         counts = records["status"].value_counts().to_dict() if len(records) else {}
-        store.update_manifest(finished_at=_now(), interrupted=interrupted, status_counts=counts)
+        efficiency = sweep_efficiency(records)
+        store.update_manifest(
+            finished_at=_now(), interrupted=interrupted, status_counts=counts, efficiency=efficiency
+        )
     _print_summary(records, store.dir)
+    _print_efficiency(efficiency)
     if interrupted:
         print(f"interrupted; resume with:\n  {_resume_command(args, store.dir)}", file=sys.stderr)
         return 130
     return 1 if args.strict and (records["status"] != "ok").any() else 0
 
 
-def _default_device() -> str:
+def _local_devices() -> tuple[str, ...]:
     import torch
 
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    return ("cpu", "cuda") if torch.cuda.is_available() else ("cpu",)
+
+
+def _available_devices(executor) -> tuple[str, ...]:
+    """The device types the executor's workers have (the CPU always: a GPU run can start CPU
+    workers for the cells that run there)."""
+    devices = getattr(executor, "devices", None)
+    if callable(devices):
+        return tuple(devices())
+    device = getattr(executor, "device", None)
+    return ("cpu", "cuda") if device == "cuda" else ("cpu",)
+
+
+def _grid(config, args, available: tuple[str, ...]) -> Grid:
+    if args.device and args.device not in available:
+        raise BadInput(f"--device {args.device}: no worker has a {args.device} device here")
+    return expand(config, available, device=args.device)
 
 
 def _now() -> str:
@@ -144,8 +168,6 @@ def _open_resumed(run_dir: Path, config) -> RunStore:
 
 def _make_executor(args, config):
     if args.executor == "local":
-        if args.device == "cuda" and _default_device() != "cuda":
-            raise BadInput("--device cuda: torch sees no CUDA device here")
         from .runs.local import LocalExecutor
 
         return LocalExecutor(device=args.device, threads=config.experiment.threads)
@@ -291,6 +313,19 @@ def _progress():
     )
 
 
+def _print_efficiency(efficiency: dict) -> None:
+    """One line: the share of the workers' time spent measuring, and set-up per family."""
+    workers = efficiency["workers"]
+    if not workers or efficiency["overall"] is None:
+        return
+    setup = sum(w["setup_s"] for w in workers) / max(1, sum(w["families"] for w in workers))
+    each = ", ".join(f"{w['worker'] or 'local'} {w['efficiency']:.0%}" for w in workers if w["efficiency"])
+    print(
+        f"sweep efficiency: {efficiency['overall']:.0%} of the workers' time inside timed measurement "
+        f"({each}); set-up {setup * 1e3:.3g} ms per family"
+    )
+
+
 def _print_summary(records, run_dir: Path, shown: int = 20) -> None:
     counts = records["status"].value_counts() if len(records) else {}
     statuses = ("ok", "mismatch", "error", "oom", "timeout")
@@ -388,7 +423,7 @@ def cmd_list(args) -> int:
     for path in sorted(folder.glob("*.yaml")):
         try:
             config = load_config(path)
-            grid = expand(config, "cuda" if path.stem == "full" else _default_device())
+            grid = expand(config, _local_devices())
             print(f"  {path.name:<20} {len(grid.cells)} cells: {', '.join(config.experiment.problems)}")
         except ConfigError as exc:
             print(f"  {path.name:<20} invalid: {exc}")

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from typing import Union, get_args, get_origin, get_type_hints
 
-GROUPS = ("identity", "where", "agreement", "timing", "cost", "train", "outcome")
+GROUPS = ("identity", "where", "agreement", "timing", "cost", "train", "outcome", "harness")
 
 
 def col(group: str, size: bool = False):
@@ -89,6 +89,11 @@ class Record:
     attempts: int | None = col("outcome")
     started_at: str | None = col("outcome")
     finished_at: str | None = col("outcome")
+    # the harness's own costs, per family (every cell of a family holds the same values): its
+    # sweep efficiency is the time inside timed measurement over the wall time
+    setup_s: float | None = col("harness")  # making the data and the float64 reference
+    family_timed_s: float | None = col("harness")  # inside timed blocks: every method and the forward
+    family_wall_s: float | None = col("harness")  # run_family from start to end
 
     @staticmethod
     def blank() -> dict:

@@ -26,7 +26,7 @@ def test_cell_id_is_stable_and_depends_on_every_field():
 
 
 def test_skip_reasons_name_what_cannot_run():
-    assert "CPU only" in Cell("linear", "numpy", n=8, d=2).skip_reason("cuda")
+    assert "CPU only" in Cell("linear", "numpy", n=8, d=2, device="cuda").skip_reason()
     assert "no bfloat16" in Cell("linear", "numpy", n=8, d=2, dtype="bfloat16").skip_reason()
     assert "retained autograd graph" in Cell("linear", "func", "retain:2", n=8, d=2).skip_reason()
     assert "no sample axis" in Cell("chain", "manual", "microbatch:2", n=8).skip_reason()

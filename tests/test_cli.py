@@ -11,10 +11,12 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 import harness
 from harness.cli import main
-from harness.runs.config import expand, load_config
+from harness.runs.config import load_config
+from harness.runs.grid import expand
 from harness.runs.store import load_trajectories, read_jsonl
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -179,10 +181,35 @@ def test_report_and_compare_of_a_run_with_itself(seed_run, capsys):
 
 
 def test_dry_run_lists_cells_and_skips_and_runs_nothing(tmp_path, capsys):
-    assert main(["run", str(SEED), "--dry-run", "--device", "cuda", "--out", str(tmp_path / "r")]) == 0
+    config = tmp_path / "both.yaml"
+    config.write_text(GOOD + "devices: [cpu, cuda]\nmethods: [manual, numpy]\n")
+    assert main(["run", str(config), "--dry-run", "--device", "cpu", "--out", str(tmp_path / "r")]) == 0
     out = capsys.readouterr().out
-    assert "12 cells to run in 6 families; 1 combinations skipped" in out
-    assert "linear1d_post n=4 float32 full train steps=20 lr=0.01 numpy: numpy runs on the CPU only" in out
+    assert "2 cells to run in 1 families; 0 combinations skipped" in out
+    if not torch.cuda.is_available():  # cuda cells where no worker has CUDA: skipped, and listed
+        assert main(["run", str(config), "--dry-run", "--out", str(tmp_path / "r")]) == 0
+        out = capsys.readouterr().out
+        assert "2 cells to run in 1 families; 2 combinations skipped" in out
+        assert "linear n=8 d=2 float32 full gradient manual: no worker has a cuda device here" in out
+    assert not (tmp_path / "r").exists()
+
+
+def test_seed_runs_every_cell_on_any_machine(capsys):
+    # numpy runs on the CPU only: in a GPU run its cells go to the CPU, not away
+    assert main(["run", str(SEED), "--dry-run"]) == 0
+    assert "13 cells to run in 6 families; 0 combinations skipped" in capsys.readouterr().out
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_cuda_where_there_is_none_exits_2(tmp_path, capsys):
+    for args in (["--device", "cuda"], ["--device", "cuda", "--dry-run"]):
+        assert main(["run", str(SEED), *LOCAL, *args, "--out", str(tmp_path / "r")]) == 2
+        assert "--device cuda: no worker has a cuda device here" in capsys.readouterr().err
+    only_cuda = tmp_path / "cuda.yaml"
+    only_cuda.write_text(GOOD + "devices: [cuda]\n")
+    assert main(["run", str(only_cuda), *LOCAL, "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert "problems: empty grid: all 2 combinations are skipped, e.g. no worker has a cuda device" in err
     assert not (tmp_path / "r").exists()
 
 

@@ -8,7 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from harness.runs.config import ConfigError, expand, family_seed, load_config
+from harness.runs.config import ConfigError, load_config
+from harness.runs.grid import expand, family_seed
 
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED = sorted((ROOT / "experiments").glob("*.yaml"))
@@ -22,14 +23,14 @@ def write(tmp_path: Path, text: str, name: str = "x.yaml") -> Path:
 
 def error_of(path: Path, device: str = "cpu") -> ConfigError:
     with pytest.raises(ConfigError) as info:
-        expand(load_config(path), device)
+        expand(load_config(path), (device,))
     return info.value
 
 
 @pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.name)
 def test_shipped_configs_load_and_expand(path):
     config = load_config(path)
-    grid = expand(config, "cuda" if path.stem == "full" else "cpu")
+    grid = expand(config, ("cpu", "cuda") if path.stem == "full" else ("cpu",))
     assert grid.cells
     assert len({c.cell_id for c in grid.cells}) == len(grid.cells)
 
@@ -70,7 +71,7 @@ def test_skipped_combinations_say_why(tmp_path):
         "problems: {chain: {n: 8}, linear: {n: 8, d: 2}}\nmethods: [manual, numpy, autograd]\n"
         "patterns: [full, microbatch:2, retain:2]\n",
     )
-    grid = expand(load_config(path), "cuda")
+    grid = expand(load_config(path), ("cpu", "cuda"), device="cuda")
     reasons = {(c.problem, c.method, c.pattern): why for c, why in grid.skipped}
     assert "CPU only" in reasons["linear", "numpy", "full"]
     assert "no sample axis" in reasons["chain", "manual", "microbatch:2"]

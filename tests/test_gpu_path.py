@@ -7,6 +7,8 @@ import pytest
 import torch
 
 from harness import Cell, TimingOptions, gpu, run_family
+from harness.measure import interleaved
+from harness.problems import get_problem
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 
@@ -58,15 +60,34 @@ def test_flushed_call_times_flush_before_every_call_and_time_only_the_call():
     assert all(0 <= t < 0.1 for t in times)  # the append, not the flush's 0.1 s sleep
 
 
-@pytest.mark.gpu
-@needs_cuda
-def test_warm_up_takes_lazy_init_out_of_the_first_matmul():
-    gpu.warm_up("cuda")
-    a = torch.randn(256, 256, device="cuda")
-    torch.cuda.synchronize()
-    first = gpu.flushed_call_times(lambda: a @ a, 1, lambda: None, "cuda")[0]
-    later = min(gpu.flushed_call_times(lambda: a @ a, 5, lambda: None, "cuda"))
-    assert first < 10 * later + 1e-3  # no cuBLAS handle made inside the timed call
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=[pytest.mark.gpu, needs_cuda])])
+def test_every_timed_step_is_warmed_itself_before_timing(device, monkeypatch):
+    # warming other shapes does not warm a step: on CUDA each kernel's module loads at its
+    # first launch (a 256x256 matmul took 24.6 ms once after a warm-up on 16x16, 10 us after).
+    # So every step, and the forward, is called `warmup` times before the first timed call.
+    from harness import cell as cell_module
+
+    calls = {"loss": 0}
+    seen_at_timing = {}
+    problem_cls = get_problem("linear")
+    original_loss = problem_cls.loss
+
+    def counted_loss(self, p, data):
+        calls["loss"] += 1
+        return original_loss(self, p, data)
+
+    def spy(fns, *args, **kwargs):
+        seen_at_timing["loss"] = calls["loss"]
+        return interleaved(fns, *args, **kwargs)
+
+    monkeypatch.setattr(problem_cls, "loss", counted_loss)
+    monkeypatch.setattr(cell_module, "interleaved", spy)
+    timing = TimingOptions(min_run_time_s=0.003, rounds=2, warmup=3)
+    cells = [Cell("linear", m, device=device, n=333, d=7) for m in ("autograd", "func")]
+    records = run_family(cells, timing=timing)
+    assert [r["status"] for r in records] == ["ok", "ok"]
+    # autograd and func each ran their step 3 times, and the forward 3 times, before timing
+    assert seen_at_timing["loss"] >= 3 * 3
 
 
 @pytest.mark.gpu
@@ -80,15 +101,20 @@ def test_bandwidth_probe_on_cuda():
 
 @pytest.mark.gpu
 @needs_cuda
-def test_l2_flush_makes_a_cached_read_slower():
-    # 8 MB fits any recent L2: read warm it is faster than read after a 256 MB flush
-    x = torch.randn(2 * 2**20, device="cuda")
+def test_l2_flush_evicts_the_whole_l2_and_never_makes_a_read_faster():
+    # what is true on every card: the flush writes more than L2 holds (H100 50 MB, H200 60 MB),
+    # so nothing a call left there survives it; and a read after it is no faster than a warm one.
+    # (That it is slower is not: an 8 MB read is launch-bound on an H200, 11 us cold, 17 us warm.)
+    l2 = torch.cuda.get_device_properties(0).L2_cache_size
     flush = gpu.l2_flusher("cuda")
+    assert flush.buffer.numel() >= 2 * l2
+    x = torch.randn(max(1, l2 // 2 // 4), device="cuda")  # half of L2, in float32
     read = lambda: x.sum()
     gpu.warm_up("cuda")
-    warm = sorted(gpu.flushed_call_times(read, 20, lambda: None, "cuda"))[10]
-    cold = sorted(gpu.flushed_call_times(read, 20, flush, "cuda"))[10]
-    assert cold > warm
+    read()
+    warm = sorted(gpu.flushed_call_times(read, 21, lambda: None, "cuda"))[10]
+    cold = sorted(gpu.flushed_call_times(read, 21, flush, "cuda"))[10]
+    assert cold > 0.8 * warm
 
 
 @pytest.mark.skipif(
@@ -99,8 +125,16 @@ def test_run_family_times_cold_calls_with_flush_l2():
 
     cells = [Cell(problem="linear", method=m, n=1000, d=16) for m in ("manual", "fused")]
     timing = TimingOptions(min_run_time_s=0.003, rounds=3, warmup=2, flush_l2=True)
-    for r in run_family(cells, timing=timing):
+    records = run_family(cells, timing=timing)
+    flush = gpu.l2_flusher("cpu")
+    flush()
+    flush_s = min(gpu.flushed_call_times(flush, 3, lambda: None, "cpu"))
+    for r in records:
         assert r["status"] == "ok"
         assert r["samples"] == 3
         assert 1 <= r["inner"] <= FLUSHED_CALLS
-        assert r["time_median_s"] < 0.01  # the 256 MB flush (~20 ms on a CPU) is not in the time
+        # the 256 MB flush (~20 ms on a quiet CPU) is not in the time: compared as a ratio, since
+        # on a loaded machine both grow. A CPU call right after a flush still pays part of it:
+        # the flush's dirty cache lines are written back to memory during the call (measured
+        # under load: 35 ms calls after 71 ms flushes), so the bound is one whole flush
+        assert r["time_median_s"] < flush_s

@@ -14,10 +14,13 @@ class Ridge(Problem):
     batched = ("X", "y")  # data whose first axis is the samples (micro-batch patterns split them)
     lam = 0.1
 
-    def make(self, gen):  # (params, data) as float32 CPU tensors; gen is seeded by the harness
-        X = torch.randn(self.n, self.d, generator=gen)
-        y = X @ torch.randn(self.d, generator=gen) + 0.1 * torch.randn(self.n, generator=gen)
-        return {"w": torch.randn(self.d, generator=gen)}, {"X": X, "y": y}
+    def make(self, gen):  # (params, data) as float32 tensors; gen is seeded on the cell's device
+        def randn(*shape):
+            return torch.randn(*shape, generator=gen, device=gen.device)
+
+        X = randn(self.n, self.d)
+        y = X @ randn(self.d) + 0.1 * randn(self.n)
+        return {"w": randn(self.d)}, {"X": X, "y": y}
 
     def output(self, p, data):
         return data["X"] @ p["w"]

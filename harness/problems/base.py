@@ -58,7 +58,9 @@ class Problem:
 
     # -- to write in a subclass --------------------------------------------------------------
     def make(self, gen: torch.Generator) -> tuple[Tensors, Tensors]:
-        """(params, data) as float32 CPU tensors, drawn from `gen` (seeded by the harness)."""
+        """(params, data) as float32 tensors drawn from `gen`, a generator seeded by the harness on
+        the cell's device: make them there (`device=gen.device`), so that data of any size never
+        pass through the host. Fixed data may be made anywhere: the harness moves them."""
         raise NotImplementedError
 
     def output(self, params: Tensors, data: Tensors) -> torch.Tensor:
@@ -85,6 +87,10 @@ class Problem:
     @classmethod
     def has_numpy(cls) -> bool:
         return cls.numpy_grad is not Problem.numpy_grad
+
+    def with_rows(self, n: int) -> Problem:
+        """The same problem at n samples (the float64 twin's subsample)."""
+        return type(self)(n=n, d=self.d, h=self.h, data=self.data)
 
     def rows(self, data: Tensors) -> int:
         """Samples along the batch axis: what micro-batch patterns split."""
@@ -133,4 +139,8 @@ def problem_names() -> list[str]:
 
 
 def normal(gen: torch.Generator, *shape: int) -> torch.Tensor:
-    return torch.randn(*shape, generator=gen, dtype=torch.float32)
+    return torch.randn(*shape, generator=gen, dtype=torch.float32, device=gen.device)
+
+
+def uniform(gen: torch.Generator, *shape: int) -> torch.Tensor:
+    return torch.rand(*shape, generator=gen, dtype=torch.float32, device=gen.device)

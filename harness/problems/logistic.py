@@ -6,7 +6,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .base import Problem, normal, register_problem
+from .base import Problem, normal, register_problem, uniform
 
 
 @register_problem
@@ -20,7 +20,7 @@ class Logistic(Problem):
     def make(self, gen):
         X = normal(gen, self.n, self.d)
         w_true = 2 * normal(gen, self.d) / math.sqrt(self.d)
-        y = (torch.rand(self.n, generator=gen) < torch.sigmoid(X @ w_true)).float()
+        y = (uniform(gen, self.n) < torch.sigmoid(X @ w_true)).float()
         params = {"w": normal(gen, self.d) / math.sqrt(self.d), "b": normal(gen, 1)}
         return params, {"X": X, "y": y}
 

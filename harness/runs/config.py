@@ -10,7 +10,6 @@ naming the file and the field.
 from __future__ import annotations
 
 import hashlib
-import itertools
 import json
 import math
 import re
@@ -21,12 +20,13 @@ from typing import Annotated, Any
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
 
-from ..cell import DTYPES, MODES, Cell
+from ..cell import DEVICES, DTYPES, MODES
 from ..measure import TimingOptions
 from ..methods import get_method, method_names
 from ..patterns import parse_pattern
 from ..plugins import PluginError, load_plugin
 from ..problems import get_problem
+from ..schema import SIZE_NAMES
 
 
 class ConfigError(Exception):
@@ -135,6 +135,7 @@ class ProblemGrid(_Model):
     patterns: Names = None
     dtypes: Names = None
     modes: Names = None
+    devices: Names = None
     steps: int | None = Field(None, ge=1)  # train mode
     lr: float | None = Field(None, gt=0)  # train mode
 
@@ -154,6 +155,9 @@ class Experiment(_Model):
     patterns: list[str] = ["full"]
     dtypes: list[str] = ["float32"]
     modes: list[str] = ["gradient"]
+    # cpu, cuda, or auto: cuda where the workers have a GPU, else cpu; a method that runs on the
+    # CPU only (numpy) runs there in a GPU run
+    devices: list[str] = ["auto"]
     timing: Timing = Timing()
     plugins: list[str] = []  # paths relative to the config file
     cell_timeout_s: float = Field(600.0, gt=0)  # per cell, enforced by executors that can
@@ -249,15 +253,17 @@ def load_config(path: str | Path) -> Config:
     return config
 
 
-def _entry_field(config: Config, name: str, i: int) -> str:
+def entry_field(config: Config, name: str, i: int) -> str:
     return f"problems.{name}" if len(config.experiment.problems[name]) == 1 else f"problems.{name}[{i}]"
 
 
-def _lists(config: Config, entry: ProblemGrid) -> dict[str, list[str]]:
+LISTS = ("methods", "patterns", "dtypes", "modes", "devices")  # top-level lists an entry may override
+
+
+def lists_of(config: Config, entry: ProblemGrid) -> dict[str, list[str]]:
     top = config.experiment
     return {
-        key: getattr(entry, key) if getattr(entry, key) is not None else getattr(top, key)
-        for key in ("methods", "patterns", "dtypes", "modes")
+        key: getattr(entry, key) if getattr(entry, key) is not None else getattr(top, key) for key in LISTS
     }
 
 
@@ -267,8 +273,9 @@ def _check_names(config: Config) -> None:
         "methods": (method_names(), get_method),
         "dtypes": (list(DTYPES), None),
         "modes": (list(MODES), None),
+        "devices": (["auto", *DEVICES], None),
     }
-    for key in ("methods", "patterns", "dtypes", "modes"):
+    for key in LISTS:
         _check_list(path, key, getattr(top, key), known)
     if not top.problems:
         raise ConfigError(path, "problems", "empty grid: no problems")
@@ -280,11 +287,11 @@ def _check_names(config: Config) -> None:
         if not entries:
             raise ConfigError(path, f"problems.{name}", "empty grid: an empty list of entries")
         for i, entry in enumerate(entries):
-            where = _entry_field(config, name, i)
-            for key in ("methods", "patterns", "dtypes", "modes"):
+            where = entry_field(config, name, i)
+            for key in LISTS:
                 if getattr(entry, key) is not None:
                     _check_list(path, f"{where}.{key}", getattr(entry, key), known)
-            for size in ("n", "d", "h"):
+            for size in SIZE_NAMES:
                 given = getattr(entry, size) is not None
                 if given and size not in problem.sizes:
                     takes = ", ".join(problem.sizes) or "no sizes"
@@ -295,7 +302,7 @@ def _check_names(config: Config) -> None:
                 raise ConfigError(
                     path, f"{where}.data", f"problem {name!r} has data sets {', '.join(problem.datasets)}"
                 )
-            trains = "train" in _lists(config, entry)["modes"]
+            trains = "train" in lists_of(config, entry)["modes"]
             if trains and (entry.steps is None or entry.lr is None):
                 raise ConfigError(path, f"{where}.steps", "train mode needs steps and lr")
             if not trains and (entry.steps is not None or entry.lr is not None):
@@ -316,92 +323,3 @@ def _check_list(path: Path, where: str, values: list[str], known: dict) -> None:
                 raise ValueError(f"unknown {kind[:-1]} {value!r}; known: {', '.join(known[kind][0])}")
         except (KeyError, ValueError) as exc:
             raise ConfigError(path, f"{where}[{i}]", exc.args[0]) from None
-
-
-# --- the grid -------------------------------------------------------------------------------
-
-
-def family_seed(seed: int, problem: str, n: int | None, d: int | None, h: int | None, data: str) -> int:
-    """The data seed of one size of one problem: every dtype, method, pattern and mode of that
-    size sees the same draw, and so does every run with the same config seed."""
-    key = json.dumps([seed, problem, n, d, h, data]).encode()
-    return int.from_bytes(hashlib.sha256(key).digest()[:4], "big") >> 1  # fits any torch seed
-
-
-@dataclass
-class Grid:
-    cells: list[Cell]
-    skipped: list[tuple[Cell, str]]
-
-    def declared(self) -> dict:
-        """What the grid's methods, patterns and problems declare of themselves (capabilities,
-        order and colour in reports): kept in the manifest, so reports read them from the run."""
-        cells = self.cells + [c for c, _ in self.skipped]
-        patterns = {parse_pattern(c.pattern) for c in cells}
-        return {
-            "methods": {m: get_method(m).declared() for m in sorted({c.method for c in cells})},
-            "patterns": {p.name: p.declared() for p in sorted(patterns, key=lambda p: p.name)},
-            "problems": {p: get_problem(p).declared() for p in sorted({c.problem for c in cells})},
-        }
-
-    @property
-    def families(self) -> list[list[Cell]]:
-        """Cells that differ only by method, in config order: the unit an executor runs."""
-        groups: dict[tuple, list[Cell]] = {}
-        for cell in self.cells:
-            groups.setdefault(cell.family, []).append(cell)
-        return list(groups.values())
-
-
-def expand(config: Config, device: str = "cpu") -> Grid:
-    """Every cell of the config on `device`, and the combinations that cannot run, with why."""
-    top = config.experiment
-    cells: dict[str, Cell] = {}
-    skipped: dict[str, tuple[Cell, str]] = {}
-    for name, entries in top.problems.items():
-        for i, entry in enumerate(entries):
-            lists = _lists(config, entry)
-            where = _entry_field(config, name, i)
-            sizes = [getattr(entry, s) or [None] for s in ("n", "d", "h")]
-            for n, d, h in itertools.product(*sizes):
-                _check_k(config, where, lists["patterns"], get_problem(name), n)
-                seed = family_seed(top.seed, name, n, d, h, entry.data)
-                for mode, dtype, pattern, method in itertools.product(
-                    lists["modes"], lists["dtypes"], lists["patterns"], lists["methods"]
-                ):
-                    train = mode == "train"
-                    cell = Cell(
-                        problem=name,
-                        method=method,
-                        pattern=pattern,
-                        dtype=dtype,
-                        n=n,
-                        d=d,
-                        h=h,
-                        mode=mode,
-                        seed=seed,
-                        data=entry.data,
-                        steps=entry.steps if train else None,
-                        lr=entry.lr if train else None,
-                    )
-                    try:
-                        reason = cell.skip_reason(device)
-                    except ValueError as exc:
-                        raise ConfigError(config.path, where, exc.args[0]) from None
-                    if reason:
-                        skipped.setdefault(cell.cell_id, (cell, reason))
-                    else:
-                        cells.setdefault(cell.cell_id, cell)  # two entries may name one cell
-    if not cells:
-        first = next(iter(skipped.values()), None)
-        why = f": all {len(skipped)} combinations are skipped, e.g. {first[1]}" if first else ""
-        raise ConfigError(config.path, "problems", f"empty grid{why}")
-    return Grid(list(cells.values()), [s for cid, s in skipped.items() if cid not in cells])
-
-
-def _check_k(config: Config, where: str, patterns: list[str], problem, n: int | None) -> None:
-    # a pattern that splits samples into k micro-batches has no meaning with fewer than k samples
-    for spec in patterns:
-        pattern = parse_pattern(spec)
-        if pattern.needs_batch and problem.batched and n is not None and pattern.k > n:
-            raise ConfigError(config.path, f"{where}.n", f"{spec} needs k <= n, got n={n}")

@@ -22,6 +22,10 @@ class LocalExecutor:
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.threads = threads
 
+    def devices(self) -> tuple[str, ...]:
+        """The device types this process can run cells on."""
+        return ("cpu", "cuda") if torch.cuda.is_available() else ("cpu",)
+
     def describe(self) -> dict:
         return {
             "executor": self.name,
