@@ -357,46 +357,26 @@ def _run_dir(path: Path) -> Path:
 
 
 def cmd_report(args) -> int:
-    from . import report
+    from .report import write_report
 
-    run_dir = _run_dir(args.run_dir)
-    write_report = getattr(report, "write_report", None)
-    if write_report is not None:
-        for path in write_report(run_dir):
-            print(path)
-        return 0
-    # until harness.report lands: the records, plainly
-    from .runs.store import load
-
-    cols = ["problem", "n", "d", "h", "dtype", "pattern", "mode", "method", "status", "rel_err"]
-    print(load(run_dir)[cols + ["time_median_s", "vs_manual", "diagnosis"]].to_string(index=False))
+    for path in write_report(_run_dir(args.run_dir)):
+        print(path)
     return 0
 
 
 def cmd_compare(args) -> int:
-    from . import report
+    from .report import compare_runs
 
     if args.threshold <= 0:
         raise BadInput(f"--threshold: must be > 0, got {args.threshold}")
-    base, new = _run_dir(args.base), _run_dir(args.new)
-    compare_runs = getattr(report, "compare_runs", None)
-    if compare_runs is not None:
-        try:
-            result = compare_runs(base, new, threshold=args.threshold)
-        except report.compare.NothingToCompare as exc:  # one line, exit 2
-            raise BadInput(str(exc)) from None
-        print(result.text)
-        return 1 if len(result.regressions) else 0
-    # until harness.report lands: median time ratios, cell by cell, without a noise test
-    from .runs.store import load
+    from .report.compare import NothingToCompare
 
-    keys = ["cell_id", "problem", "n", "d", "h", "dtype", "pattern", "mode", "method"]
-    both = load(base)[[*keys, "time_median_s"]].merge(load(new)[["cell_id", "time_median_s"]], on="cell_id")
-    both["ratio"] = both["time_median_s_y"] / both["time_median_s_x"]
-    print(both.drop(columns="cell_id").to_string(index=False))
-    slower = both[both["ratio"] > args.threshold]
-    print(f"{len(slower)} of {len(both)} cells slower than {args.threshold}x")
-    return 1 if len(slower) else 0
+    try:
+        result = compare_runs(_run_dir(args.base), _run_dir(args.new), threshold=args.threshold)
+    except NothingToCompare as exc:  # one line, exit 2
+        raise BadInput(str(exc)) from None
+    print(result.text)
+    return result.exit_code
 
 
 def cmd_list(args) -> int:

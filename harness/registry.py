@@ -19,9 +19,14 @@ class RegistryClash(ValueError):
     """A name that is taken, by another definition."""
 
 
+def _defined(obj):
+    """What was written in a source file: a class or function as is, an instance's class."""
+    return obj if inspect.isclass(obj) or inspect.isfunction(obj) else type(obj)
+
+
 def where(obj) -> str:
-    """`module.Class (file:line)` of a class, or of an instance's class."""
-    cls = obj if inspect.isclass(obj) else type(obj)
+    """`module.Class (file:line)` of a class or function, or of an instance's class."""
+    cls = _defined(obj)
     try:
         file = inspect.getsourcefile(cls) or "?"
         line = inspect.getsourcelines(cls)[1]
@@ -36,7 +41,7 @@ def same_definition(a, b) -> bool:
     file, as a run directory's config refers to it from elsewhere)."""
     if where(a) == where(b):
         return True
-    ca, cb = (x if inspect.isclass(x) else type(x) for x in (a, b))
+    ca, cb = (_defined(x) for x in (a, b))
     try:
         return ca.__qualname__ == cb.__qualname__ and inspect.getsource(ca) == inspect.getsource(cb)
     except (OSError, TypeError):

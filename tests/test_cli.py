@@ -170,7 +170,8 @@ def test_resume_with_another_config_exits_2(seed_run, tmp_path, capsys):
     other = tmp_path / "seed.yaml"
     other.write_text(SEED.read_text().replace("seed: 0", "seed: 7"))
     (tmp_path / "plugins").mkdir()
-    (tmp_path / "plugins/post_numpy.py").write_text((ROOT / "experiments/plugins/post_numpy.py").read_text())
+    for plugin in ("post_numpy.py", "seed_post.py"):  # the plugins seed.yaml lists
+        (tmp_path / "plugins" / plugin).write_text((ROOT / "experiments/plugins" / plugin).read_text())
     assert main(["run", str(other), *LOCAL, "--resume", str(seed_run)]) == 2
     assert "is not the run's" in capsys.readouterr().err
 

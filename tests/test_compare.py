@@ -5,20 +5,20 @@ common are refused."""
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-from test_report import write_run  # the run-directory helpers of the report tests
 
 from harness import Cell, TimingOptions, register_method, run_family
 from harness.cli import main
 from harness.methods import METHODS, Autograd
 from harness.report import compare_runs
 from harness.report.compare import IQR_RULE, RANK_TEST, NothingToCompare, ratio_bounds
+from harness.runs.store import RECORDS_JSONL, read_jsonl
+from helpers import write_run
 
 TIMES = ("time_median_s", "time_iqr_s", "time_min_s", "time_mean_s")
 SIZES = ((256, 4), (2048, 8))
@@ -52,7 +52,7 @@ def altered(base: Path, dest: Path, change) -> Path:
 
 
 def records_of(run: Path) -> list[dict]:
-    return [json.loads(line) for line in (run / "records.jsonl").read_text().splitlines()]
+    return read_jsonl(run / RECORDS_JSONL)
 
 
 def scaled(method: str, factor: float):
@@ -92,7 +92,7 @@ def test_a_method_made_three_times_slower_is_named(base, tmp_path):
     assert (slow["q"] < 0.05).all() and (slow["regression"]).all()
     assert all(f"p {p:.1e}" in result.text for p in slow["p"])
     assert f"REGRESSIONS: {len(SIZES)} ({len(SIZES)} time)" in result.text
-    assert result.plot == new / "compare-base.png" and result.plot.exists()
+    assert result.plot == new / f"compare-{base.name}.png" and result.plot.exists()
 
 
 def test_an_unchanged_rerun_passes(base, tmp_path):
@@ -148,12 +148,8 @@ def test_runs_of_different_thread_counts_are_named_first(tmp_path):
     def threads(k):
         return [{**r, "threads": k} for r in records]
 
-    base = write_run(
-        tmp_path / "ray", threads(1), manifest={"run": {"executor": "ray", "config_hash": "abc"}}
-    )
-    new = write_run(
-        tmp_path / "local", threads(2), manifest={"run": {"executor": "local", "config_hash": "abc"}}
-    )
+    base = write_run(tmp_path / "ray", threads(1), manifest={"executor": {"executor": "ray"}})
+    new = write_run(tmp_path / "local", threads(2), manifest={"executor": {"executor": "local"}})
     result = compare_runs(base, new)
     assert result.warnings == [
         "threads per worker: 1 (base) vs 2 (new)",

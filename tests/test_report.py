@@ -1,10 +1,9 @@
-"""Reports from real run directories: records made by run_family on tiny cells, written in the
-DESIGN layout (records.jsonl, records.parquet, trajectories.parquet, manifest.json, config.yaml),
-so these tests depend on the core, not on the store's or the executors' timing."""
+"""Reports from real run directories: records made by run_family on tiny cells, written through
+the run store as the run command writes them, so these tests depend on the core and the store,
+not on the executors' timing."""
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 
@@ -12,32 +11,16 @@ import pandas as pd
 import pytest
 
 from harness import Cell, TimingOptions, run_family
-from harness.plugins import load_plugin
-from harness.report import write_report
+from harness.report import plotting, write_report
 from harness.report.data import read_run
-from harness.report.seed_replay import as_printed, half_unit, matches, replay
-from harness.report.summary import size_axes, verdict
+from harness.report.plots_numerics import agreement, worst_per_size
+from harness.report.plots_speed import time_vs_size
+from harness.report.summary import agreement_table, size_axes, times, verdict
 from harness.report.tables import markdown_table
+from helpers import write_run
 
 FAST = TimingOptions(min_run_time_s=0.005, rounds=3, warmup=1)
 PNG = b"\x89PNG\r\n\x1a\n"
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def write_run(path: Path, records: list[dict], name: str = "quick", manifest: dict | None = None) -> Path:
-    """A run directory as the store lays it out, from records as run_family returns them."""
-    path.mkdir(parents=True, exist_ok=True)
-    records = [dict(r) for r in records]
-    steps = [row for r in records for row in (r.pop("trajectory", None) or [])]
-    for r in records:
-        r["run_id"] = path.name
-    (path / "records.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
-    pd.DataFrame(records).to_parquet(path / "records.parquet")
-    if steps:
-        pd.DataFrame(steps).to_parquet(path / "trajectories.parquet")
-    (path / "config.yaml").write_text(f"name: {name}\n")
-    (path / "manifest.json").write_text(json.dumps(manifest or {"python": "3", "config_name": name}))
-    return path
 
 
 def family(problem: str, methods=("manual", "autograd", "func"), context=None, **cell) -> list[dict]:
@@ -67,37 +50,12 @@ def quick_run(tmp_path_factory) -> Path:
         "bandwidth_probe_gbps": 27.9,
         "versions": {"torch": "x"},
     }
-    return write_run(tmp_path_factory.mktemp("runs") / "quick-run", quick_records(), manifest=manifest)
+    return write_run(tmp_path_factory.mktemp("runs"), quick_records(), manifest=manifest)
 
 
 @pytest.fixture(scope="module")
 def quick_report(quick_run) -> list[Path]:
     return write_report(quick_run)
-
-
-def load_post_plugin() -> None:
-    """The seed post's own numpy gradient (experiments/plugins), as seed.yaml loads it."""
-    load_plugin(ROOT / "experiments/plugins/post_numpy.py")
-
-
-def seed_records() -> list[dict]:
-    load_post_plugin()
-    post = {"data": "post"}
-    train = {"data": "post", "mode": "train", "lr": 0.01}
-    both = ("manual", "autograd")
-    return [
-        *family("chain", both, n=3, **post),
-        *family("vjp", both, n=3, **post),
-        *family("weightsum", both, n=4, pattern="zero", steps=3, **{**train, "lr": 0.1}),
-        *family("scalar", both, steps=101, **train),
-        *family("linear1d_post", ("numpy", "autograd"), n=4, steps=20, **train),
-        *family("linear1d", both, n=4, steps=50, **train),
-    ]
-
-
-@pytest.fixture(scope="module")
-def seed_run(tmp_path_factory) -> Path:
-    return write_run(tmp_path_factory.mktemp("runs") / "seed-run", seed_records(), name="seed")
 
 
 # -- the report of a quick-like run ---------------------------------------------------------------
@@ -149,14 +107,18 @@ def test_verdict_names_overheads_and_ratios_from_records(quick_run):
     v = verdict(df)
     assert len(v.mismatches) == 0 and len(v.failed) == 0
     top = df[df["method"] != "manual"]["vs_manual"].max()
-    assert v.overheads.iloc[0]["vs manual (95% CI)"].startswith(f"{top:.2f}"[:3])
+    assert v.overheads.iloc[0]["vs manual (95% CI)"].startswith(f"{times(top)}x")
 
 
-def test_size_axis_is_n_where_only_n_varies_and_n_times_d_where_d_varies(quick_run):
+def test_size_axis_is_n_with_a_family_per_d_where_d_varies_too(quick_run):
     df = read_run(quick_run).records
     axes = size_axes(df)
-    assert axes["linear"].sizes == ("n", "d") and "n·d" in axes["linear"].label
-    assert axes["logistic"].sizes == ("n",) and axes["logistic"].fixed == "d=8"
+    assert (
+        axes["linear"].along == "n"
+        and axes["linear"].family == ("d",)
+        and axes["linear"].label == "n (samples)"
+    )
+    assert axes["logistic"].along == "n" and axes["logistic"].family == () and axes["logistic"].fixed == "d=8"
 
 
 # -- runs that went wrong, and runs too small to plot ---------------------------------------------
@@ -184,7 +146,7 @@ def failed_records() -> list[dict]:
 
 
 def test_failed_cells_are_reported_not_crashed_on(tmp_path):
-    run = write_run(tmp_path / "failed-run", failed_records())
+    run = write_run(tmp_path, failed_records())
     paths = write_report(run)
     text = paths[0].read_text()
     assert "### Failed cells" in text
@@ -195,7 +157,7 @@ def test_failed_cells_are_reported_not_crashed_on(tmp_path):
 
 
 def test_a_run_of_one_cell_reports_and_skips_what_it_cannot_draw(tmp_path):
-    run = write_run(tmp_path / "one-cell", family("linear", ("manual",), n=128, d=4))
+    run = write_run(tmp_path, family("linear", ("manual",), n=128, d=4))
     paths = write_report(run)
     text = paths[0].read_text()
     assert paths[1].exists() and "1 cell: 1 ok." in text
@@ -204,47 +166,21 @@ def test_a_run_of_one_cell_reports_and_skips_what_it_cannot_draw(tmp_path):
 
 
 def test_a_run_still_going_reads_from_jsonl_alone(tmp_path):
-    run = write_run(tmp_path / "going", family("linear", n=128, d=4) + family("linear", n=1024, d=4))
-    (run / "records.parquet").unlink()
-    (run / "manifest.json").unlink()
+    records = family("linear", n=128, d=4) + family("linear", n=1024, d=4)
+    run = write_run(tmp_path, records, cells=12, state="unfinished")
+    assert not (run / "records.parquet").exists()
     paths = write_report(run)
-    assert "No manifest.json" in paths[0].read_text()
+    assert "**6 of 12 cells: not finished (still running, or stopped without finishing)**; 6 ok." in (
+        paths[0].read_text()
+    )
     assert len(paths) >= 4
 
 
-# -- the seed replay --------------------------------------------------------------------------------
-
-
-def test_seed_run_replays_the_posts_numbers(seed_run):
-    table = replay(read_run(seed_run))
-    assert (table["match"] == "✓ matches").all(), table[table["match"] != "✓ matches"].to_string()
-    numpy_rows = table[table["method"] == "numpy"]
-    assert len(numpy_rows) == 4  # w, loss, f(5), the 4x gradient
-    assert "4.000x the reference: a sum where a mean over n=4 was meant?" in numpy_rows.iloc[3]["this run"]
-    text = write_report(seed_run)[0].read_text()
-    assert "## Seed replay" in text and "Seed replay: 24 of 24 measured rows match the post." in text
-    assert (seed_run / "plots" / "loss_curves.png").exists()
-
-
-def test_seed_replay_shows_a_value_that_differs(seed_run, tmp_path):
-    run = read_run(seed_run)
-    scalar = run.records[(run.records["problem"] == "scalar") & (run.records["method"] == "autograd")]
-    rows = (run.trajectories["cell_id"] == scalar["cell_id"].iloc[0]) & (run.trajectories["step"] == 11)
-    run.trajectories.loc[rows, "loss"] = 0.6413  # the post printed 0.6412
-    table = replay(run)
-    bad = table[table["match"].str.startswith("✗")]
-    assert len(bad) == 1 and bad.iloc[0]["match"] == "✗ differs in 1 of 10"
-    assert "≠0.6413" in bad.iloc[0]["this run"]
-
-
-def test_printed_precision():
-    assert half_unit("0.9604") == pytest.approx(5e-5)
-    assert half_unit("2.0480e+02") == pytest.approx(5e-3)
-    assert half_unit("6.") == 0.5
-    assert matches("0.0850", 0.98**122)  # 0.08502..., printed 0.0850
-    assert not matches("0.0850", 0.0851)
-    assert matches("2.0480e-01", 0.2048) and as_printed(204.8, "2.0480e+02") == "2.0480e+02"
-    assert not matches("1.200", float("nan"))
+def test_a_run_dir_without_its_manifest_still_reports(tmp_path):
+    run = write_run(tmp_path, family("linear", n=128, d=4) + family("linear", n=1024, d=4))
+    (run / "manifest.json").unlink()  # a run directory copied in part
+    text = write_report(run)[0].read_text()
+    assert "No manifest.json" in text and "6 cells: 6 ok." in text
 
 
 def test_markdown_table_escapes_pipes_and_blanks_missing_values():
@@ -259,3 +195,82 @@ def test_the_bandwidth_peak_comes_from_the_workers_probes():
     assert measured_peak({"executor": {"workers": workers}}) == 43.0
     assert measured_peak({"bandwidth_probe_gbps": 12.0}) == 12.0
     assert measured_peak({}) is None
+
+
+# -- the plots drawn as the figures say -----------------------------------------------------------
+
+
+@pytest.fixture
+def figures(monkeypatch) -> dict:
+    """The figure each plot function hands to plotting.finish, by file name, still open."""
+    drawn = {}
+    real = plotting.finish
+
+    def keep(fig, axes, path, title, extra=None):
+        drawn[path.name] = (fig, axes, title)
+        return real(fig, axes, path, title, extra)
+
+    monkeypatch.setattr(plotting, "finish", keep)
+    monkeypatch.setattr(plotting.plt, "close", lambda fig: None)
+    return drawn
+
+
+def panel(axes, title: str):
+    return next(ax for ax in axes.flat if ax.get_visible() and ax.get_title().startswith(title))
+
+
+def test_agreement_draws_the_worst_over_patterns_as_the_table_does(quick_run, figures, tmp_path):
+    run = read_run(quick_run)
+    worst = worst_per_size(run)
+    table = agreement_table(run.records)
+    for _, row in table.iterrows():
+        cells = worst[(worst["problem"] == row["problem"]) & (worst["dtype"] == row["dtype"])]
+        cells = cells[cells["method"] == row["method"]]
+        top = cells.loc[(cells["rel_err"] / cells["tol"]).idxmax()]
+        assert f"{top['rel_err']:.3g}" == row["worst rel_err"], (row.to_dict(), top.to_dict())
+    # every pattern counts, not `full` alone: microbatch:4 and nozero:3 sum in other orders
+    assert set(worst["pattern"]) - {"full"}, worst[["problem", "dtype", "method", "pattern"]]
+    agreement(run, tmp_path)
+    fig, axes, title = figures["agreement.png"]
+    assert "worst over patterns" in title
+    for ax in axes.flat:
+        if ax.get_visible():  # a tolerance line in every panel
+            assert "tolerance (tol)" in [c.get_label() for c in ax.get_children()], ax.get_title()
+
+
+def test_a_panel_of_one_size_is_categorical_with_its_tolerance(tmp_path, figures):
+    records = family("logistic", ("manual", "autograd"), n=300, d=4)
+    records += family("logistic", ("manual", "autograd"), n=300, d=4, pattern="microbatch:4")
+    records += family("linear", ("manual", "autograd"), n=64, d=2) + family("linear", ("manual",), n=512, d=2)
+    run = read_run(write_run(tmp_path, records))
+    agreement(run, tmp_path)
+    fig, axes, _ = figures["agreement.png"]
+    one = panel(axes, "logistic · float32")
+    assert [t.get_text() for t in one.get_xticklabels()] == ["manual", "autograd"]
+    assert one.get_xlabel() == "method, at n=300" and one.get_xscale() == "linear"
+    tol = [c for c in one.get_children() if c.get_label() == "tolerance (tol)"]
+    assert len(tol) == 1
+    # each method's point is its worst over the two patterns
+    points = {
+        one.get_xticklabels()[int(line.get_xdata()[0])].get_text(): line.get_ydata()[0]
+        for line in one.get_lines()
+        if line.get_marker() not in ("x", "None", None) and len(line.get_xdata()) == 1
+    }
+    logistic = run.records[run.records["problem"] == "logistic"]
+    for method, y in points.items():
+        assert y == pytest.approx(max(logistic[logistic["method"] == method]["rel_err"].max(), 1e-17))
+    assert panel(axes, "linear · float32").get_xscale() == "log"
+
+
+def test_time_against_size_draws_one_line_per_shape_never_across_shapes(quick_run, figures, tmp_path):
+    time_vs_size(read_run(quick_run), tmp_path)
+    fig, axes, _ = figures["time_vs_size.png"]
+    ax = panel(axes, "linear · float32")
+    lines = [line for line in ax.get_lines() if len(line.get_xdata()) and line.get_linestyle() != "None"]
+    # quick_records' linear: d=4 at n = 64 and 1024, d=16 at n = 1024; three methods
+    xs = sorted(tuple(line.get_xdata()) for line in lines)
+    assert xs == [(64, 1024)] * 3 + [(1024,)] * 3, xs
+    styles = {tuple(line.get_xdata()): line.get_linestyle() for line in lines}
+    assert styles[(64, 1024)] == "-" and styles[(1024,)] == "--"
+    assert ax.get_xlabel() == "n (samples)"
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["d=4", "d=16"]

@@ -1,20 +1,17 @@
-"""A run directory read back for reporting: records, trajectories, manifest and config name.
+"""A run directory read back for reporting: records, trajectories, manifest and config.
 
-Reports only read. The store (`harness.runs.store.load`) is the one reader of record files; when
-it is not importable (a bare checkout, or a run dir copied from elsewhere) the files of the
-DESIGN layout are read directly: records.parquet, else records.jsonl (the truth while a run is
-going, last line per cell wins).
+Reports only read, and only through the run store (`harness.runs.store`), which reads a run that
+is going, was killed or finished alike: records.parquet when it is current, else records.jsonl.
 """
 
 from __future__ import annotations
 
-import importlib.util
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
+from ..runs import store
 from ..schema import BOOLEAN, COLUMNS, NUMERIC
 from .catalog import Catalog
 
@@ -29,7 +26,7 @@ class Run:
     records: pd.DataFrame
     trajectories: pd.DataFrame
     manifest: dict = field(default_factory=dict)
-    config_name: str | None = None
+    config: dict = field(default_factory=dict)
 
     @property
     def catalog(self) -> Catalog:
@@ -41,32 +38,35 @@ class Run:
         ids = self.records["run_id"].dropna().unique() if len(self.records) else []
         return str(ids[0]) if len(ids) else self.path.name
 
+    @property
+    def config_name(self) -> str | None:
+        name = self.config.get("name") or (self.manifest.get("run") or {}).get("config_name")
+        return str(name) if name else None
 
-def _store():
-    """The run store module, or None in a checkout without it (then the files are read here)."""
-    if importlib.util.find_spec("harness.runs.store") is None:
-        return None
-    from ..runs import store
+    @property
+    def plugins(self) -> list[str]:
+        """The plugin files the run was made with: absolute paths, as its config.yaml holds them."""
+        return [str(p) for p in self.config.get("plugins") or []]
 
-    return store
+    @property
+    def planned(self) -> int | None:
+        """How many cells the run set out to measure, from its manifest."""
+        cells = (self.manifest.get("run") or {}).get("cells")
+        return int(cells) if isinstance(cells, (int, float)) else None
 
-
-def _read_records(run_dir: Path) -> pd.DataFrame:
-    store = _store()
-    if store is not None:
-        return store.load(run_dir)
-    if (run_dir / "records.parquet").exists():
-        return pd.read_parquet(run_dir / "records.parquet")
-    jsonl = run_dir / "records.jsonl"
-    if not jsonl.exists():
-        raise FileNotFoundError(f"{run_dir}: no records.parquet or records.jsonl")
-    rows = [json.loads(line) for line in jsonl.read_text().splitlines() if line.strip()]
-    df = pd.DataFrame(rows)
-    return df.drop_duplicates("cell_id", keep="last") if "cell_id" in df else df
+    @property
+    def state(self) -> str:
+        """'finished', 'interrupted' (Ctrl-C), or 'unfinished' (still going, or killed): from the
+        last segment of a resumed run where the manifest has segments, else from its top level."""
+        segments = self.manifest.get("segments") or []
+        last = segments[-1] if segments and isinstance(segments[-1], dict) else self.manifest
+        if last.get("interrupted"):
+            return "interrupted"
+        return "finished" if last.get("finished_at") else "unfinished"
 
 
 def normalize(df: pd.DataFrame) -> pd.DataFrame:
-    """Every DESIGN column present, numbers as floats (None -> NaN), flags as object True/False/None.
+    """Every record column present, numbers as floats (None -> NaN), flags as object True/False/None.
 
     Records of failed cells hold None where a number would be; after this every summary and
     plot can use NaN-aware pandas operations without special cases.
@@ -87,51 +87,24 @@ def normalize(df: pd.DataFrame) -> pd.DataFrame:
     return df.reset_index(drop=True)
 
 
-def _read_trajectories(run_dir: Path, records: pd.DataFrame) -> pd.DataFrame:
-    store = _store()
-    if store is not None and hasattr(store, "load_trajectories"):
-        return store.load_trajectories(run_dir)
-    path = run_dir / "trajectories.parquet"
-    if path.exists():
-        return pd.read_parquet(path)
-    # records that still carry their trajectory inline (as run_family returns them)
-    if "trajectory" in records:
-        rows = [row for t in records["trajectory"].dropna() for row in t]
-        if rows:
-            return pd.DataFrame(rows)
-    return pd.DataFrame(columns=["cell_id", "step", "loss", "params"])
-
-
-def _config_name(run_dir: Path, manifest: dict) -> str | None:
-    config = run_dir / "config.yaml"
-    if config.exists():
-        try:
-            import yaml
-
-            name = (yaml.safe_load(config.read_text()) or {}).get("name")
-            if name:
-                return str(name)
-        except Exception:  # a report must not die on a config it only reads a name from
-            pass
-    # the store's manifest keeps it under "run"; older or hand-made ones at the top
-    nested = [manifest.get(k) for k in ("run", "config")]
-    names = [manifest.get("config_name")] + [
-        v.get("config_name") or v.get("name") for v in nested if isinstance(v, dict)
-    ]
-    return next((str(n) for n in names if n), None)
-
-
 def read_run(run_dir: str | Path) -> Run:
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise FileNotFoundError(f"{run_dir}: not a run directory")
-    records = normalize(_read_records(run_dir))
-    manifest_path = run_dir / "manifest.json"
-    manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
+    run = store.RunStore(run_dir)
+    records = normalize(store.load(run_dir))
     return Run(
         path=run_dir,
         records=records,
-        trajectories=_read_trajectories(run_dir, records),
-        manifest=manifest,
-        config_name=_config_name(run_dir, manifest),
+        trajectories=store.load_trajectories(run_dir),
+        manifest=_or_empty(run.manifest),
+        config=_or_empty(run.config) or {},
     )
+
+
+def _or_empty(read) -> dict:
+    """What `read` gives, or {} where the file is missing (a run directory copied in part)."""
+    try:
+        return read() or {}
+    except FileNotFoundError:
+        return {}

@@ -1,63 +1,19 @@
 """A report's content, once, as a list of blocks; render.py turns it into markdown and HTML.
 
 Order is the point: the verdict first (what is wrong, what is slow, what is noisy, what
-failed), then the seed replay for seed runs, the tables, the plots, the environment.
+failed, and whether the run is whole), then the sections plugins add, the tables, the plots,
+the environment, and every cell.
 """
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass, field
-
-import pandas as pd
-
 from . import summary as S
+from .blocks import Bullets, Document, Heading, Image, Para, Plot, Table
 from .data import Run
-from .plotting import Plot
-from .seed_replay import is_seed_run, replay
+from .environment import environment
+from .sections import Section
 
-
-@dataclass
-class Heading:
-    text: str
-    level: int = 2
-
-
-@dataclass
-class Para:
-    text: str  # inline **bold** and `code` only
-
-
-@dataclass
-class Bullets:
-    items: list[str]
-
-
-@dataclass
-class Table:
-    df: pd.DataFrame
-    note: str = ""
-    collapsed: bool = False  # HTML: inside <details>; long appendix tables
-
-
-@dataclass
-class Image:
-    plot: Plot
-
-
-@dataclass
-class Code:
-    text: str
-
-
-@dataclass
-class Document:
-    title: str
-    blocks: list = field(default_factory=list)
-
-    def add(self, *blocks) -> Document:
-        self.blocks.extend(blocks)
-        return self
+ALL_CELLS = "All cells"  # the last section's name, as the rest of the report refers to it
 
 
 def _headline(run: Run) -> str:
@@ -67,13 +23,9 @@ def _headline(run: Run) -> str:
     return f"Run `{run.run_id}`: {config}{len(df)} cells on {devices or 'an unrecorded device'}."
 
 
-def _verdict(v: S.Verdict, seed: pd.DataFrame | None) -> list:
-    sentences = v.sentences()
-    if seed is not None:
-        measured = seed[seed["match"] != "—"]
-        differ = (~measured["match"].str.startswith("✓")).sum()
-        text = f"Seed replay: {len(measured) - differ} of {len(measured)} measured rows match the post"
-        sentences.append(text + (f", **{differ} differ**." if differ else "."))
+def _verdict(run: Run, v: S.Verdict, sections: list[Section]) -> list:
+    sentences = v.sentences(planned=run.planned, state=run.state)
+    sentences += [s for section in sections for s in section.verdict]
     blocks: list = [Heading("Verdict"), Bullets(sentences)]
     if len(v.mismatches):
         blocks += [Heading("Cells that disagree with the reference", 3), Table(v.mismatches)]
@@ -84,45 +36,24 @@ def _verdict(v: S.Verdict, seed: pd.DataFrame | None) -> list:
         shown = v.unstable.head(S.TOP)
         more = len(v.unstable) - len(shown)
         note = "Cells whose timing rounds spread by more than 10% of the median (stable == False)"
-        note += f"; the {more} others are in the appendix." if more else "."
+        note += f'; the {more} others are in "{ALL_CELLS}" below.' if more else "."
         blocks += [Heading("Unstable timings", 3), Para(note), Table(shown)]
     if len(v.failed):
         blocks += [Heading("Failed cells", 3), Table(v.failed)]
     return blocks
 
 
-def _seed(table: pd.DataFrame) -> list:
-    matched = table["match"].str.startswith("✓").sum()
-    measured = (table["match"] != "—").sum()
-    intro = (
-        "The seed post's printed numbers beside this run's, at the digits the post printed. "
-        f"{matched} of {measured} measured rows match ({len(table) - measured} not in this run). "
-        "Trajectory rows hold the loss before a step's update and the parameters after it; "
-        "a run value marked ≠ is one that does not round to the post's."
-    )
-    blocks: list = [Heading("Seed replay"), Para(intro)]
-    for experiment, rows in table.groupby("experiment", sort=False):
-        blocks += [Heading(experiment, 3), Table(rows.drop(columns="experiment"))]
-    return blocks
-
-
-def _environment(run: Run) -> list:
-    if not run.manifest:
-        return [Heading("Environment"), Para("No manifest.json in this run directory.")]
-    flat = pd.json_normalize(run.manifest, sep=".").iloc[0]
-    rows = [(k, json.dumps(v) if isinstance(v, (list, dict)) else v) for k, v in flat.items()]
-    table = pd.DataFrame(rows, columns=["key", "value"])
-    return [Heading("Environment"), Para("From `manifest.json`."), Table(table)]
-
-
-def build(run: Run, plots: list[Plot]) -> Document:
+def build(run: Run, plots: list[Plot], sections: list[Section], notes: list[str] = ()) -> Document:
+    """The report of `run`: `sections` are those plugins added for it, `notes` what went wrong
+    loading or building them."""
     df = run.records
     doc = Document(f"gradbench report · {run.run_id}")
     doc.add(Para(_headline(run)))
-    seed = replay(run) if is_seed_run(run) else None
-    doc.add(*_verdict(S.verdict(df), seed))
-    if seed is not None:
-        doc.add(*_seed(seed))
+    doc.add(*_verdict(run, S.verdict(df), sections))
+    for section in sections:
+        doc.add(Heading(section.title), *section.blocks)
+    if notes:
+        doc.add(Para("Not in this report:"), Bullets(list(notes)))
     doc.add(Heading("Tables"))
     key = S.key_table(df)
     if len(key):
@@ -141,6 +72,6 @@ def build(run: Run, plots: list[Plot]) -> Document:
     skipped = [f"{p.title}: {p.skipped}" for p in plots if not p.path]
     if skipped:
         doc.add(Para("Not drawn for this run:"), Bullets(skipped))
-    doc.add(*_environment(run))
-    doc.add(Heading("All cells"), Table(S.cells_table(df), collapsed=True))
+    doc.add(*environment(run))
+    doc.add(Heading(ALL_CELLS), Table(S.cells_table(df), collapsed=True))
     return doc

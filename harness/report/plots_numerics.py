@@ -11,62 +11,100 @@ import pandas as pd
 from . import catalog
 from . import plotting as P
 from .data import Run
-from .plots_speed import dtype_rank, has_lines, sized
-from .summary import fmt_time, size_axes, sizes_text
+from .plots_speed import dtype_rank, lines, method_entries, shape_legend
+from .summary import fmt_time, size_axes, sizes_text, with_size
 
 # rel_err can be exactly 0 (a float64 gradient summed in the reference's order); a log axis
 # cannot show 0, so exact results sit on this floor, below float64's unit roundoff 1.1e-16
 EXACT_FLOOR = 1e-17
 MAX_PANELS = 8  # rows of the accumulation figure: a full sweep would make it metres tall
+TOL_COLOR, TOL_LABEL = "#b22222", "tolerance (tol)"
+
+
+def worst_per_size(run: Run) -> pd.DataFrame:
+    """Per problem, dtype, method, shape family and size: the cell whose rel_err is worst against
+    its tolerance over every pattern and mode (the agreement table's rule), with `shown`, its
+    rel_err floored for a log axis, and `bad`, whether any cell there disagrees."""
+    df = with_size(run.records)
+    df = df[df["rel_err"].notna() & df["size"].notna()].copy()
+    if df.empty:
+        return df.assign(shown=[], bad=[])
+    df["headroom"] = (df["rel_err"] / df["tol"]).fillna(df["rel_err"])
+    df["disagrees"] = df["agree"].map(lambda a: a is False)
+    keys = ["problem", "dtype", "method", "shape", "size"]
+    worst = df.loc[df.groupby(keys, sort=True)["headroom"].idxmax()].set_index(keys)
+    worst["bad"] = df.groupby(keys)["disagrees"].any()
+    worst["shown"] = worst["rel_err"].clip(lower=EXACT_FLOOR)
+    return worst.reset_index()
+
+
+def _by_size(ax, cell: pd.DataFrame, methods: list[str]) -> None:
+    """A line per method and shape family against size, the tolerance a step line over it."""
+    for st, s in lines(cell, methods, ["shown"]):
+        # methods often agree to the last bit: each is nudged sideways and drawn hollow, the
+        # first ones larger, so that none hides another
+        j = methods.index(st["label"].removeprefix("_"))
+        nudge = 1.1 ** (j - (len(methods) - 1) / 2)
+        ax.plot(s.index * nudge, s["shown"], lw=1.2, ms=9 - 1.5 * min(j, 3), mfc="none", mew=1.6, **st)
+    tol = cell.groupby("size")["tol"].max().sort_index()
+    ax.step(tol.index, tol.values, where="mid", color=TOL_COLOR, lw=1.5, ls="--", label=TOL_LABEL)
+    bad = cell[cell["bad"]]
+    ax.plot(bad["size"], bad["shown"], "x", color=P.BAD, ms=10, mew=2, zorder=5)
+    shape_legend(ax, cell)
+
+
+def _by_method(ax, cell: pd.DataFrame, methods: list[str], axis_label: str) -> None:
+    """One size only: the methods side by side on a categorical axis (not spread along a size
+    axis that would invent sizes), the tolerance a segment across them."""
+    shown = [m for m in methods if (cell["method"] == m).any()]
+    for x, m in enumerate(shown):
+        g = cell[cell["method"] == m]
+        worst = g.loc[g["headroom"].idxmax()]
+        st = P.style(m, methods)
+        ax.plot(
+            [x], [worst["shown"]], linestyle="none", ms=9, mfc="none", mew=1.6, **{**st, "label": "_" + m}
+        )
+        if g["bad"].any():
+            ax.plot([x], [worst["shown"]], "x", color=P.BAD, ms=10, mew=2, zorder=5)
+    ax.hlines(cell["tol"].max(), -0.4, len(shown) - 0.6, color=TOL_COLOR, lw=1.5, ls="--", label=TOL_LABEL)
+    ax.set_xticks(range(len(shown)), shown)
+    ax.set_xlim(-0.6, len(shown) - 0.4)
+    size = cell["size"].iloc[0]
+    ax.set_xlabel(f"method, at {axis_label.split()[0]}={size:g}")
 
 
 def agreement(run: Run, out: Path) -> P.Plot:
     plot = P.Plot("agreement", "Relative error against the float64 reference")
-    df = sized(run, "rel_err")
-    if not has_lines(df):
-        plot.skipped = "needs rel_err at two sizes or more"
+    df = worst_per_size(run)
+    if df.empty:
+        plot.skipped = "no cell with a relative error and a size"
         return plot
-    df = df.assign(shown=df["rel_err"].clip(lower=EXACT_FLOOR))
     methods = P.methods_of(df)
     problems = sorted(df["problem"].unique())
     dtypes = sorted(df["dtype"].unique(), key=dtype_rank)
     fig, axes = P.grid(len(problems), len(dtypes))
-    axis_of = size_axes(df)
+    axis_of = size_axes(run.records)
     for (r, c), ax in np.ndenumerate(axes):
         p, d = problems[r], dtypes[c]
         cell = df[(df["problem"] == p) & (df["dtype"] == d)]
         if cell.empty:
             ax.set_visible(False)
             continue
-        for i, m in enumerate(methods):
-            s = cell[cell["method"] == m].groupby("size")["shown"].max().sort_index()
-            if s.empty:
-                continue
-            # methods often agree to the last bit: each is nudged sideways and drawn hollow, the
-            # first ones larger, so that none hides another
-            st = {**P.style(m, methods), "zorder": 2 + i}
-            ax.plot(
-                s.index * 1.1 ** (i - (len(methods) - 1) / 2),
-                s.values,
-                lw=1.2,
-                ms=9 - 1.5 * min(i, 3),
-                mfc="none",
-                mew=1.6,
-                **st,
-            )
-        tol = cell.groupby("size")["tol"].max().sort_index()
-        ax.step(tol.index, tol.values, where="mid", color="#b22222", lw=1.5, ls="--", label="tolerance (tol)")
-        bad = cell[cell["agree"].map(lambda a: a is False)]
-        ax.plot(bad["size"], bad["shown"], "x", color=P.BAD, ms=10, mew=2, zorder=5)
+        axis = axis_of[p]
+        method_entries(ax, cell, methods, mfc="none", ms=9, mew=1.6, lw=1.2)
+        if cell["size"].nunique() > 1:
+            _by_size(ax, cell, methods)
+            P.size_axis(ax, axis.label)
+        else:
+            _by_method(ax, cell, methods, axis.label)
         ax.set_yscale("log")
         P.log_ticks(ax)
-        P.size_axis(ax, axis_of[p].label if p in axis_of else "size")
-        fixed = f", {axis_of[p].fixed}" if p in axis_of and axis_of[p].fixed else ""
+        fixed = f", {axis.fixed}" if axis.fixed else ""
         ax.set_title(f"{p} · {d}{fixed}", fontsize=11)
-        ax.set_ylabel("normwise relative error")
+        ax.set_ylabel("‖g − g_ref‖ / ‖g_ref‖")
         ax.grid(True, which="major", alpha=0.3)
-    extra = [P.bad_marker()] if (df["agree"].map(lambda a: a is False)).any() else []
-    title = "Agreement: ‖g − g_ref‖ / ‖g_ref‖ against the float64 reference (worst per size; exact = 1e-17)"
+    extra = [P.bad_marker()] if df["bad"].any() else []
+    title = "Agreement with the float64 reference: worst over patterns, per size (exact = 1e-17)"
     plot.path = P.finish(fig, axes, out / "agreement.png", title, extra)
     return plot
 

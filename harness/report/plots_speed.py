@@ -1,6 +1,7 @@
 """What a gradient costs, against size: time, ratio to manual, ratio to the forward pass, GB/s.
 
-Facets are problems (columns) by dtypes (rows); a line per method; sizes on a log axis. Only
+Facets are problems (columns) by dtypes (rows); a line per method (its colour) and shape family
+(its linestyle: d=1 and d=64 each get their own line against n); sizes on a log axis. Only
 gradient-mode cells of the main pattern (`full`) are drawn: the accumulation plot compares patterns.
 """
 
@@ -14,11 +15,12 @@ import pandas as pd
 from . import catalog
 from . import plotting as P
 from .data import Run
+from .environment import all_workers
 from .summary import main_pattern, size_axes, with_size
 
 # Griewank and Walther: reverse mode costs a small constant times the function, "often within
 # a factor of 5". Linear regression's gradient 2/N X^T (Xw - y) reads X twice where the loss
-# reads it once: about 2 (FIELD-NOTES, Cost).
+# reads it once: about 2.
 CHEAP_GRADIENT_BOUND = 5.0
 
 
@@ -72,13 +74,49 @@ def facets(df: pd.DataFrame):
     return fig, axes, where
 
 
+LINESTYLES = ("-", "--", ":", "-.")  # one per shape family in a panel; colour stays the method's
+
+
+def shapes_of(cell: pd.DataFrame) -> list[str]:
+    """The panel's shape families ('d=1', 'd=64'), smallest first."""
+
+    def key(shape: str) -> tuple:
+        return tuple(float(part.partition("=")[2]) for part in shape.split()) if shape else ()
+
+    return sorted(cell["shape"].unique(), key=key)
+
+
 def lines(cell: pd.DataFrame, methods: list[str], columns: list[str]):
-    """(method, its line) for each method drawn in this panel: the median of each column per
-    size (cells that share a size, such as seeds, are pooled)."""
+    """(style, line) for each method and shape family drawn in this panel: the median of each
+    column per size (cells that share a size, such as seeds, are pooled). A family is the
+    cells whose other sizes are equal, so a line never joins two shapes."""
+    shapes = shapes_of(cell)
     for m in methods:
-        s = cell[cell["method"] == m].groupby("size")[columns].median().sort_index()
-        if not s.empty:
-            yield m, s
+        for i, shape in enumerate(shapes):
+            s = cell[(cell["method"] == m) & (cell["shape"] == shape)]
+            s = s.groupby("size")[columns].median().sort_index()
+            if not s.empty:
+                # unlabelled: the legend entry is the panel's method_entries
+                yield {**P.style(m, methods), "ls": LINESTYLES[i % len(LINESTYLES)], "label": "_" + m}, s
+
+
+def method_entries(ax, cell: pd.DataFrame, methods: list[str], **kw) -> None:
+    """An empty solid line per method of the panel, drawn first: the figure's legend shows each
+    method once, in its colour and marker, whatever linestyle its shape families got."""
+    for m in methods:
+        if (cell["method"] == m).any():
+            ax.plot([], [], **{"lw": 1.6, "ms": 5, **kw, **P.style(m, methods), "ls": "-"})
+
+
+def shape_legend(ax, cell: pd.DataFrame) -> None:
+    """Which linestyle is which shape, in the panel itself (families differ between problems)."""
+    shapes = shapes_of(cell)
+    if len(shapes) > 1:
+        handles = [
+            P.Line2D([], [], color="#555555", ls=LINESTYLES[i % len(LINESTYLES)], lw=1.4, label=shape)
+            for i, shape in enumerate(shapes)
+        ]
+        ax.legend(handles=handles, fontsize=8, handlelength=2.6, loc="best", framealpha=0.8)
 
 
 def time_vs_size(run: Run, out: Path) -> P.Plot:
@@ -91,14 +129,14 @@ def time_vs_size(run: Run, out: Path) -> P.Plot:
     fig, axes, where = facets(df)
     for (p, d), ax in where.items():
         cell = df[(df["problem"] == p) & (df["dtype"] == d)]
-        for m, s in lines(cell, methods, ["time_median_s", "time_iqr_s", "time_min_s"]):
+        method_entries(ax, cell, methods)
+        for st, s in lines(cell, methods, ["time_median_s", "time_iqr_s", "time_min_s"]):
             # records keep the IQR, not the quartiles: median ± IQR/2, floored at the fastest sample
             med, half = s["time_median_s"], s["time_iqr_s"] / 2
             low = med - np.maximum(med - half, s["time_min_s"])
-            ax.errorbar(
-                s.index, med, yerr=[low.clip(lower=0), half], capsize=0, lw=1.6, ms=5, **P.style(m, methods)
-            )
-        bad = cell[cell["agree"].map(lambda a: a is False)]
+            ax.errorbar(s.index, med, yerr=[low.clip(lower=0), half], capsize=0, lw=1.6, ms=5, **st)
+        shape_legend(ax, cell)
+        bad = cell[cell["agree"].map(lambda a: a is False).astype(bool)]
         ax.plot(bad["size"], bad["time_median_s"], "x", color=P.BAD, ms=10, mew=2, zorder=5)
         ax.set_yscale("log")
         P.seconds_axis(ax)
@@ -122,8 +160,8 @@ def overhead_vs_manual(run: Run, out: Path) -> P.Plot:
     fig, axes, where = facets(df)
     for (p, d), ax in where.items():
         cell = df[(df["problem"] == p) & (df["dtype"] == d)]
-        for m, s in lines(cell, methods, ["vs_manual", "vs_manual_lo", "vs_manual_hi"]):
-            st = P.style(m, methods)
+        method_entries(ax, cell, methods)
+        for st, s in lines(cell, methods, ["vs_manual", "vs_manual_lo", "vs_manual_hi"]):
             # bars as well as the band: a method measured at one size has no band to show
             err = [
                 (s["vs_manual"] - s["vs_manual_lo"]).clip(lower=0),
@@ -133,6 +171,7 @@ def overhead_vs_manual(run: Run, out: Path) -> P.Plot:
             ax.fill_between(
                 s.index, s["vs_manual_lo"], s["vs_manual_hi"], color=st["color"], alpha=0.18, lw=0
             )
+        shape_legend(ax, cell)
         ax.axhline(1.0, color=known.style(base, [base])["color"], lw=1, ls="--", label=f"= {base}")
         ax.set_ylabel("time ÷ manual time (paired)")
         P.ratio_axis(ax, [1.0, cell["vs_manual"], cell["vs_manual_lo"], cell["vs_manual_hi"]])
@@ -151,8 +190,10 @@ def cost_ratio(run: Run, out: Path) -> P.Plot:
     fig, axes, where = facets(df)
     for (p, d), ax in where.items():
         cell = df[(df["problem"] == p) & (df["dtype"] == d)]
-        for m, s in lines(cell, methods, ["cost_ratio"]):
-            ax.plot(s.index, s["cost_ratio"], lw=1.6, ms=5, **P.style(m, methods))
+        method_entries(ax, cell, methods)
+        for st, s in lines(cell, methods, ["cost_ratio"]):
+            ax.plot(s.index, s["cost_ratio"], lw=1.6, ms=5, **st)
+        shape_legend(ax, cell)
         ax.axhline(CHEAP_GRADIENT_BOUND, color="#b22222", lw=1.3, ls="--", label="bound 5 (Griewank–Walther)")
         expected = catalog.current().expected_cost_ratio(p)
         if expected:
@@ -177,8 +218,10 @@ def bandwidth(run: Run, out: Path) -> P.Plot:
     fig, axes, where = facets(df)
     for (p, d), ax in where.items():
         cell = df[(df["problem"] == p) & (df["dtype"] == d)]
-        for m, s in lines(cell, methods, ["achieved_gbps"]):
-            ax.plot(s.index, s["achieved_gbps"], lw=1.6, ms=5, **P.style(m, methods))
+        method_entries(ax, cell, methods)
+        for st, s in lines(cell, methods, ["achieved_gbps"]):
+            ax.plot(s.index, s["achieved_gbps"], lw=1.6, ms=5, **st)
+        shape_legend(ax, cell)
         if isinstance(peak, (int, float)) and peak > 0:
             ax.axhline(peak, color="#b22222", lw=1.3, ls="--", label=f"measured peak {peak:.3g} GB/s")
         ax.set_yscale("log")
@@ -194,8 +237,8 @@ PLOTS = (time_vs_size, overhead_vs_manual, cost_ratio, bandwidth)
 
 
 def measured_peak(manifest: dict) -> float | None:
-    """The device's copy bandwidth probed by the workers (the best of them), or the manifest's own."""
-    workers = (manifest.get("executor") or {}).get("workers") or []
-    probes = [w.get("bandwidth_probe_gbps") for w in workers if isinstance(w, dict)]
+    """The device's copy bandwidth probed by the workers of every segment (the best of them), or
+    the manifest's own."""
+    probes = [w.get("bandwidth_probe_gbps") for w in all_workers(manifest)]
     probes = [p for p in probes if isinstance(p, (int, float)) and p > 0]
     return max(probes) if probes else manifest.get("bandwidth_probe_gbps")

@@ -7,7 +7,6 @@ one cell has no "time against size"), so a report can say what it skipped instea
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib
@@ -20,6 +19,7 @@ from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter  # noqa: E402
 
 from . import catalog  # noqa: E402
+from .blocks import Plot  # noqa: E402,F401  (what every plot function returns)
 from .summary import fmt_time  # noqa: E402
 
 DPI = 100
@@ -27,14 +27,6 @@ PANEL = (4.6, 3.3)  # inches per facet: legible at 100 dpi in a 1280-px page
 MAX_COLS = 4
 
 BAD = "#d62728"
-
-
-@dataclass
-class Plot:
-    name: str
-    title: str
-    path: Path | None = None
-    skipped: str | None = None  # why there is no image
 
 
 def style(method: str, methods: list[str]) -> dict:

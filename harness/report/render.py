@@ -9,7 +9,7 @@ import os
 import re
 from pathlib import Path
 
-from . import document as D
+from . import blocks as D
 from .tables import html_table, markdown_table
 
 

@@ -83,41 +83,52 @@ def cell_label(r: pd.Series, method: bool = True) -> str:
 
 @dataclass(frozen=True)
 class SizeAxis:
-    """How one problem's cells are placed on a size axis: `n`, or the product n·d(·h) where a size
-    other than n varies (then cells with one n but different d are not stacked on one x)."""
+    """How one problem's cells are placed on a size axis: along `n` where n varies (else along
+    the size that does), one line per value of the other sizes that vary (`family`): a product
+    such as n·d on one axis would join different shapes into one zigzagging line."""
 
-    sizes: tuple[str, ...]  # multiplied together
+    along: str  # the size on the x axis
+    family: tuple[str, ...]  # the other sizes that vary: one line (or one linestyle) per value
     fixed: str  # sizes that do not vary, for titles: "d=64"
 
     @property
     def label(self) -> str:
-        if self.sizes == ("n",):
-            return "n (samples)"
-        if self.sizes == ("n", "d"):
-            return "n·d (samples × features)"
-        return "·".join(self.sizes) + " (product of the sizes)"
+        return SIZE_LABELS.get(self.along, self.along)
+
+
+SIZE_LABELS = {"n": "n (samples)", "d": "d (features)", "h": "h (hidden units)"}
 
 
 def size_axes(df: pd.DataFrame) -> dict[str, SizeAxis]:
     axes = {}
     for problem, g in df.groupby("problem"):
         present = [s for s in SIZE_NAMES if g[s].notna().any()]
-        varying = [s for s in present if g[s].nunique() > 1]
         if not present:
             continue
-        sizes = ("n",) if varying in ([], ["n"]) and "n" in present else tuple(present)
-        fixed = " ".join(f"{s}={int(g[s].dropna().iloc[0])}" for s in present if s not in sizes)
-        axes[problem] = SizeAxis(sizes, fixed)
+        varying = [s for s in present if g[s].nunique() > 1]
+        along = "n" if "n" in varying or not varying and "n" in present else (varying or present)[0]
+        family = tuple(s for s in varying if s != along)
+        fixed = " ".join(
+            f"{s}={int(g[s].dropna().iloc[0])}" for s in present if s not in varying and s != along
+        )
+        axes[problem] = SizeAxis(along, family, fixed)
     return axes
 
 
 def with_size(df: pd.DataFrame) -> pd.DataFrame:
-    """The records with a `size` column (NaN for problems without sizes, such as `scalar`)."""
+    """The records with a `size` column (the problem's size along its axis; NaN for problems
+    without sizes, such as `scalar`) and a `shape` column naming its family ('d=64', or '')."""
     df = df.copy()
     df["size"] = math.nan
+    df["shape"] = ""
     for problem, axis in size_axes(df).items():
         rows = df["problem"] == problem
-        df.loc[rows, "size"] = df.loc[rows, list(axis.sizes)].prod(axis=1, min_count=len(axis.sizes))
+        df.loc[rows, "size"] = df.loc[rows, axis.along].astype(float)
+        if axis.family:
+            df.loc[rows, "shape"] = [
+                " ".join(f"{s}={int(r[s])}" for s in axis.family if pd.notna(r[s]))
+                for _, r in df.loc[rows, list(axis.family)].iterrows()
+            ]
     return df
 
 
@@ -148,10 +159,12 @@ class Verdict:
     unstable: pd.DataFrame
     failed: pd.DataFrame
 
-    def sentences(self) -> list[str]:
-        total = sum(self.counts.values())
-        parts = ", ".join(f"{v} {k}" for k, v in sorted(self.counts.items(), key=lambda kv: -kv[1]))
-        out = [f"{plural(total, 'cell')}: {parts}."]
+    def sentences(self, planned: int | None = None, state: str = "finished") -> list[str]:
+        """The verdict in words; `planned` (the run's cell count) and `state` ('finished',
+        'interrupted', 'unfinished') say whether these records are the whole run."""
+        out = [self._extent(planned, state)]
+        if not self.counts:
+            return out
         if len(self.mismatches):
             verb = "disagrees" if len(self.mismatches) == 1 else "disagree"
             out.append(f"**{plural(len(self.mismatches), 'cell')} {verb}** with the float64 reference.")
@@ -167,6 +180,19 @@ class Verdict:
             out.append(f"**{plural(len(self.failed), 'cell')} failed** (error, oom or timeout).")
         return out
 
+    def _extent(self, planned: int | None, state: str) -> str:
+        """'162 cells: 160 ok, 2 mismatch.', or for a run that is not whole
+        '**15 of 162 cells: interrupted**; 15 ok.'"""
+        total = sum(self.counts.values())
+        parts = ", ".join(f"{v} {k}" for k, v in sorted(self.counts.items(), key=lambda kv: -kv[1]))
+        if planned is None or total >= planned:
+            return f"{plural(total, 'cell')}: {parts or 'none measured'}."
+        why = {
+            "interrupted": "interrupted",
+            "unfinished": "not finished (still running, or stopped without finishing)",
+        }.get(state, "partial")
+        return f"**{total} of {plural(planned, 'cell')}: {why}**; {parts or 'none measured'}."
+
 
 def plural(n: int, word: str) -> str:
     return f"{n} {word}{'' if n == 1 else 's'}"
@@ -174,7 +200,8 @@ def plural(n: int, word: str) -> str:
 
 def verdict(df: pd.DataFrame) -> Verdict:
     counts = df["status"].value_counts().to_dict()
-    bad = df[df["agree"].map(lambda a: a is False)]
+    # .astype(bool): an empty run's empty mask is not boolean, and df[mask] would then pick columns
+    bad = df[df["agree"].map(lambda a: a is False).astype(bool)]
     mismatches = pd.DataFrame(
         {
             "cell": [cell_label(r) for _, r in bad.iterrows()],
@@ -184,7 +211,7 @@ def verdict(df: pd.DataFrame) -> Verdict:
         }
     )
     known = catalog.current()
-    autograd = df["method"].map(lambda m: m is not None and not known.hand_written(m))
+    autograd = df["method"].map(lambda m: m is not None and not known.hand_written(m)).astype(bool)
     over = df[autograd & df["vs_manual"].notna()]
     over = over.sort_values("vs_manual", ascending=False).head(TOP)
     overheads = pd.DataFrame(
@@ -196,7 +223,7 @@ def verdict(df: pd.DataFrame) -> Verdict:
             "timing": [noise_text(r) for _, r in over.iterrows()],
         }
     )
-    unst = df[df["stable"].map(lambda s: s is False)].copy()
+    unst = df[df["stable"].map(lambda s: s is False).astype(bool)].copy()
     unst["noise"] = unst["time_iqr_s"] / unst["time_median_s"]
     unst = unst.sort_values("noise", ascending=False)
     unstable = pd.DataFrame(
@@ -278,7 +305,7 @@ def agreement_table(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def cells_table(df: pd.DataFrame) -> pd.DataFrame:
-    """Every cell, one line each: what the full-records appendix shows."""
+    """Every cell, one line each: what the "All cells" section shows."""
     out = pd.DataFrame(
         {
             "problem": df["problem"],

@@ -1,4 +1,5 @@
-"""`gradbench report RUN_DIR`: plots into RUN_DIR/plots, then report.md and report.html."""
+"""`gradbench report RUN_DIR`: the run's plugins loaded (their report sections with them), plots
+into RUN_DIR/plots, then report.md and report.html."""
 
 from __future__ import annotations
 
@@ -6,10 +7,11 @@ import warnings
 from pathlib import Path
 
 from . import catalog, plots_numerics, plots_run, plots_speed
+from .blocks import Plot
 from .data import read_run
 from .document import build
-from .plotting import Plot
 from .render import to_html, to_markdown
+from .sections import build_sections, load_plugins
 
 PLOTS = (*plots_speed.PLOTS, *plots_numerics.PLOTS, *plots_run.PLOTS)
 
@@ -30,10 +32,11 @@ def make_plots(run, out: Path) -> list[Plot]:
 def write_report(run_dir: str | Path) -> list[Path]:
     """Write RUN_DIR/report.md, RUN_DIR/report.html and RUN_DIR/plots/*.png; return their paths."""
     run = read_run(run_dir)
-    plots_dir = run.path / "plots"
+    notes = load_plugins(run)  # first: the catalog then holds what its plugins declare
     with catalog.active(run.catalog):
-        plots = make_plots(run, plots_dir)
-        doc = build(run, plots)
+        sections, failed = build_sections(run)
+        plots = make_plots(run, run.path / "plots")
+        doc = build(run, plots, sections, notes + failed)
     md, page = run.path / "report.md", run.path / "report.html"
     md.write_text(to_markdown(doc, run.path), encoding="utf-8")
     page.write_text(to_html(doc), encoding="utf-8")

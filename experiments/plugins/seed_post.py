@@ -1,22 +1,25 @@
-"""The seed post's printed numbers beside what a seed.yaml run measured, row by row.
+"""The seed replay: the post "Pytorch 2 Chainrule Autograd" printed tensors and losses; this
+report section sets them beside what a seed.yaml run measured, row by row.
 
-The post ("Pytorch 2 Chainrule Autograd", shared/seed) prints tensors and losses; each row
-below quotes a printed value as printed and takes the run's value from the records
-(grad_preview, output_preview, final_params) or from trajectories.parquet, whose rows hold the
-loss *before* a step's update and the parameters *after* it. A value matches when it rounds to
-what the post printed, at the digits the post printed.
+Each row quotes a printed value as printed and takes the run's value from the records
+(grad_preview, output_preview, final_params) or from the trajectories, whose rows hold the loss
+*before* a step's update and the parameters *after* it. A value matches when it rounds to what
+the post printed, at the digits the post printed. The section appears in the report of a run
+whose config lists this plugin (seed.yaml does), and of no other.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
 
 import pandas as pd
 
-from .data import FAILED, Run
+from harness.report import Heading, Para, Run, Section, Table, register_section
+from harness.report.data import FAILED
 
-SEED_PROBLEMS = ("chain", "vjp", "scalar", "weightsum", "linear1d_post")
+HERE = Path(__file__).resolve()
 
 # The backprop loop prints (tensor(1.), tensor(0.9604)) and then every 10th epoch of a loop
 # whose epoch e shows the loss at trajectory step e + 1 (its first epoch steps by a zeroed grad):
@@ -52,12 +55,6 @@ NUMPY_LOSS = [
 # autograd GD, printed at epochs 1, 11, 21, 31, 41 (trajectory steps 0, 10, 20, 30, 40)
 AUTOGRAD_W = ["0.300", "1.665", "1.934", "1.987", "1.997"]
 AUTOGRAD_LOSS = ["30.00000000", "1.16278565", "0.04506890", "0.00174685", "0.00006770"]
-
-
-def is_seed_run(run: Run) -> bool:
-    if run.config_name == "seed":
-        return True
-    return bool(set(run.records["problem"].dropna()) & set(SEED_PROBLEMS))
 
 
 # -- matching at printed precision ---------------------------------------------------------------
@@ -282,3 +279,35 @@ EXPERIMENTS = (_chain, _vjp, _weightsum, _scalar, _numpy_gd, _autograd_gd)
 def replay(run: Run) -> pd.DataFrame:
     """One row per printed quantity and method: the post's value, the run's, and whether they match."""
     return pd.DataFrame([row.as_dict() for exp in EXPERIMENTS for row in exp(run)])
+
+
+def made_with_this_plugin(run: Run) -> bool:
+    """The run's config lists this file (or a copy of it: a run directory read in another checkout)."""
+    for listed in map(Path, run.plugins):
+        if listed.resolve() == HERE:
+            return True
+        if listed.name == HERE.name and listed.is_file() and listed.read_bytes() == HERE.read_bytes():
+            return True
+    return False
+
+
+@register_section
+def seed_replay(run: Run) -> Section | None:
+    if not made_with_this_plugin(run):
+        return None
+    table = replay(run)
+    matched = table["match"].str.startswith("✓").sum()
+    measured = (table["match"] != "—").sum()
+    intro = (
+        "The post's printed numbers beside this run's, at the digits the post printed. "
+        f"{matched} of {measured} measured rows match ({len(table) - measured} not in this run). "
+        "Trajectory rows hold the loss before a step's update and the parameters after it; "
+        "a run value marked ≠ is one that does not round to the post's."
+    )
+    blocks: list = [Para(intro)]
+    for experiment, rows in table.groupby("experiment", sort=False):
+        blocks += [Heading(experiment, 3), Table(rows.drop(columns="experiment"))]
+    differ = measured - matched
+    sentence = f"Seed replay: {matched} of {measured} measured rows match the post"
+    verb = "differs" if differ == 1 else "differ"
+    return Section("Seed replay", blocks, [sentence + (f", **{differ} {verb}**." if differ else ".")])
