@@ -145,7 +145,12 @@ def cmd_compare(args) -> int:
 
     if args.threshold <= 0:
         raise BadInput(f"--threshold: must be > 0, got {args.threshold}")
-    result = compare_runs(_run_dir(args.base), _run_dir(args.new), threshold=args.threshold)
+    from .report.compare import NothingToCompare
+
+    try:
+        result = compare_runs(_run_dir(args.base), _run_dir(args.new), threshold=args.threshold)
+    except NothingToCompare as exc:  # one line, exit 2
+        raise BadInput(str(exc)) from None
     print(result.text)
     return result.exit_code
 
