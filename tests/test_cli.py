@@ -304,8 +304,11 @@ def test_ctrl_c_stops_cleanly_then_resume(tmp_path):
     assert len(harness.load(run_dir)) == len(early) and (run_dir / "records.parquet").exists()
     assert json.loads((run_dir / "manifest.json").read_text())["interrupted"] is True
     command = shlex.split(err.strip().splitlines()[-1])
-    # the command as it was run here, `python -m harness.cli`: one that works without an install
-    prefix = [sys.executable, "-m", "harness.cli"]
+    # the command as it was run here (from ROOT), `python -m harness.cli`: one that works without
+    # an install; the interpreter relative to the working directory when it lies inside it
+    python = Path(sys.executable)
+    shown = str(python.relative_to(ROOT)) if python.is_relative_to(ROOT) else sys.executable
+    prefix = [shown, "-m", "harness.cli"]
     assert command == [*prefix, "run", str(config), "--resume", str(run_dir), *LOCAL]
     assert main(command[len(prefix) :]) == 0
     check_resumed(config, run_dir, early)
