@@ -1,23 +1,35 @@
-"""gradbench: hand-written gradients against autograd, cell by cell: timing and agreement."""
+"""gradbench: hand-written gradients against autograd, cell by cell: timing and agreement.
 
-from .cell import Cell, run_family
-from .measure import TimingOptions
-from .methods import Method, register_method
-from .patterns import Pattern, register_pattern
-from .problems import Problem, register_problem
+The public names are imported when first used, so that `import harness.cli` is quick and a
+Ctrl-C while torch loads reaches the command's own handling rather than an import.
+"""
 
-__all__ = [
-    "Cell",
-    "Method",
-    "Pattern",
-    "Problem",
-    "TimingOptions",
-    "load",
-    "register_method",
-    "register_pattern",
-    "register_problem",
-    "run_family",
-]
+from __future__ import annotations
+
+import importlib
+
+_WHERE = {
+    "Cell": "cell",
+    "run_family": "cell",
+    "TimingOptions": "measure",
+    "Method": "methods",
+    "register_method": "methods",
+    "Pattern": "patterns",
+    "register_pattern": "patterns",
+    "Problem": "problems",
+    "register_problem": "problems",
+}
+
+__all__ = sorted([*_WHERE, "load"])
+
+
+def __getattr__(name: str):
+    if name in _WHERE:
+        return getattr(importlib.import_module(f".{_WHERE[name]}", __name__), name)
+    try:
+        return importlib.import_module(f".{name}", __name__)  # a submodule: harness.fused
+    except ModuleNotFoundError:
+        raise AttributeError(f"module 'harness' has no attribute {name!r}") from None
 
 
 def load(run_dir):

@@ -19,8 +19,9 @@ import torch
 from . import agreement as agr
 from . import gpu
 from . import reference as ref
+from .diagnosis import diagnose
 from .env import device_name
-from .measure import TimingOptions, first_call_s, interleaved, peak_bytes, summarize
+from .measure import TimingOptions, first_call_s, interleaved, peak_bytes
 from .methods import METHODS, Method, get_method
 from .patterns import Pattern, parse_pattern
 from .problems import get_problem
@@ -117,10 +118,13 @@ class _Setup:
     device: torch.device
     params: Tensors
     data: Tensors
-    reference: Tensors
+    reference: agr.Reference
     twin: tuple[Problem, Tensors, Tensors]
     twin_reference: Tensors
-    tol: float
+    tol: float  # of all parameters at once; per parameter in param_tol
+    param_tol: dict[str, float]
+    formula_tol: float  # of the float64 twin
+    formula_param_tol: dict[str, float]
     setup_s: float
 
     @classmethod
@@ -135,7 +139,9 @@ class _Setup:
         params, data = problem.make(torch.Generator(device).manual_seed(cell.seed))
         params = {k: v.to(device, dtype) for k, v in params.items()}
         data = {k: v.to(device, dtype) for k, v in data.items()}
-        reference = ref.reference_grad(problem, params, data)
+        reference = agr.reference_of(problem, params, data, ref.reference_grad(problem, params, data))
+        tol, param_tol = reference.tolerances(dtype, problem.reduction_length())
+        formula_tol, formula_param_tol = reference.formula_tolerances()
         twin = ref.twin_inputs(problem, params, data, multiple=pattern.k if pattern.needs_batch else 1)
         same = twin[0] is problem
         gpu.synchronize(device)
@@ -149,8 +155,11 @@ class _Setup:
             reference=reference,
             twin=twin,
             # on the whole data, the twin's reference is the reference, up to float64 rounding
-            twin_reference=reference if same else ref.reference_grad(*twin),
-            tol=agr.tolerance(dtype, problem.reduction_length()),
+            twin_reference=reference.grad if same else ref.reference_grad(*twin),
+            tol=tol,
+            param_tol=param_tol,
+            formula_tol=formula_tol,
+            formula_param_tol=formula_param_tol,
             setup_s=time.perf_counter() - started,
         )
 
@@ -160,25 +169,29 @@ class _Setup:
     def sync(self, method: type[Method]) -> Callable[[], None]:
         return lambda: method.synchronize(self.device)
 
-    def check(self, method: type[Method], stepper: Method) -> tuple[agr.Agreement, float | None, list]:
-        """Agreement of what the stepper's gradient buffer holds, and the same method's float64
-        error (its twin's, on a subsample of rows when the data are large), which tells a wrong
-        formula from rounding."""
+    def _compare(self, grads: Tensors, reference: Tensors, tol: float, param_tol: dict) -> agr.Agreement:
+        return agr.compare(grads, reference, self.pattern.multiplier, tol, param_tol)
+
+    def check(self, method: type[Method], stepper: Method) -> tuple[agr.Agreement, list]:
+        """Agreement of what the stepper's gradient buffer holds, with its verdict. The same
+        method's float64 twin (on a subsample of rows when the data are large) tells a wrong
+        formula from rounding, and decides too: a formula wrong in float64 is a mismatch whatever
+        this dtype's tolerance lets through. A float64 cell is its own twin; a method without one
+        (a second compile) goes unchecked in float64, and its record says so (f64_checked). The
+        twin's tolerance is the whole data's condition: never tighter than the subsample's."""
         grads = stepper.grads()
-        a = agr.compare(grads, self.reference, self.pattern.multiplier, self.tol)
-        formula_err = None
-        # a method without a twin is checked in float64 only when the cell itself is float64 on
-        # the whole data: the same computation again (for a compiled one, a cache hit)
-        if method.float64_twin or (self.dtype == torch.float64 and self.twin[0] is self.problem):
+        a = self._compare(grads, self.reference.grad, self.tol, self.param_tol)
+        if self.dtype == torch.float64:
+            a.twin = self._compare(grads, self.reference.grad, self.formula_tol, self.formula_param_tol)
+        elif method.float64_twin:
             s64 = method(*self.twin)
             step64 = self.pattern.bind(s64)
             step64()
             step64()
-            formula_err = agr.compare(
-                s64.grads(), self.twin_reference, self.pattern.multiplier, agr.FORMULA_TOL
-            ).rel_err
-        a.diagnosis = agr.diagnose(a, self.problem.n, self.pattern.k, formula_err)
-        return a, formula_err, preview(grads)
+            a.twin = self._compare(s64.grads(), self.twin_reference, self.formula_tol, self.formula_param_tol)
+        p = self.problem
+        a.diagnosis = diagnose(a, p.n, self.pattern.k, d=p.d, h=p.h, layers=p.layers)
+        return a, preview(grads)
 
     def min_bytes(self) -> int | None:
         return self.problem.min_bytes(torch.empty((), dtype=self.dtype).element_size())
@@ -235,7 +248,13 @@ def run_family(
     with torch.no_grad():
         output = preview(setup.problem.output(setup.params, setup.data))
     for r in records.values():
-        r.update(tol=setup.tol, output_preview=output, bytes_moved=setup.min_bytes(), setup_s=setup.setup_s)
+        r.update(
+            tol=setup.tol,
+            condition=setup.tol / agr.tolerance(setup.dtype, setup.problem.reduction_length()),
+            output_preview=output,
+            bytes_moved=setup.min_bytes(),
+            setup_s=setup.setup_s,
+        )
 
     runner = _train if cells[0].mode == "train" else _gradient
     runner(cells, setup, records, threads, timing)
@@ -325,8 +344,8 @@ def _gradient(cells, setup: _Setup, records, threads, timing: TimingOptions) -> 
         return
     for r in records.values():
         r["family_timed_s"] = timed_s
-    forward_s = summarize(samples.pop(forward_key))["time_median_s"]
-    timing_fields(records, samples, setup.min_bytes(), forward_s, _baseline(cells))
+    forward_samples = samples.pop(forward_key)
+    timing_fields(records, samples, setup.min_bytes(), forward_samples, _baseline(cells))
     for name in samples:
         records[name]["inner"] = blocks[name]
     floor_fractions(records, lambda: gpu.read_floor_gbps(setup.device))

@@ -3,38 +3,50 @@
 Exit codes: 0 done; 1 a --strict run with failed cells, or a regression found by compare; 2 bad
 input (config, arguments, paths), told in one line that names the file and the field; 130 a run
 stopped by Ctrl-C, after keeping every finished cell and printing the command that resumes it.
+
+This module imports little at the top: a Ctrl-C while torch or Ray loads is the command's to
+handle (one line, exit 130), not a traceback out of an import.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
-import shlex
 import signal
 import sys
-from dataclasses import asdict
-from datetime import datetime, timezone
 from pathlib import Path
 
-from .invocation import gradbench_command
-from .runs.config import ConfigError, load_config
-from .runs.efficiency import sweep_efficiency
-from .runs.grid import Grid, expand
-from .runs.store import RunStore
-from .schema import STATUSES
+from .runs import sigint
 
 EXPERIMENTS = Path(__file__).resolve().parent.parent / "experiments"
 
 
-class BadInput(Exception):
-    """An argument or path the user must fix; one line."""
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):
+        """One line, like every other bad input (argparse would print its usage first)."""
+        self.exit(2, f"gradbench: error: {' '.join(message.split())}\n")
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    from .plugins import PluginError
+    """The command; as the installed script (argv None) a run stopped by Ctrl-C leaves without
+    the interpreter's teardown (see sigint.flush_and_leave)."""
+    with sigint.installed():
+        try:
+            code = _main(argv)
+        except KeyboardInterrupt:
+            print("gradbench: interrupted", file=sys.stderr)
+            code = 130
+    if argv is None and code == 130:
+        sigint.flush_and_leave(code)
+    return code
 
+
+def _main(argv: list[str] | None) -> int:
+    from .plugins import PluginError
+    from .runs.command import BadInput
+    from .runs.config import ConfigError
+
+    args = _parser().parse_args(argv)
     try:
         status = args.command(args)
         sys.stdout.flush()  # a reader gone (`| head`) shows here, not in the interpreter's exit
@@ -56,24 +68,15 @@ def _reader_gone() -> int:
     return 128 + signal.SIGPIPE
 
 
-DEFAULT_EXECUTOR = "ray"
-
-
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="gradbench", description="Hand-written gradients against autograd.")
+    from .runs.command import cmd_run
+
+    p = _Parser(prog="gradbench", description="Hand-written gradients against autograd.")
     sub = p.add_subparsers(required=True, metavar="{run,report,compare,list,crossover}")
     run = sub.add_parser("run", help="run the cells of a config into a run directory")
     run.add_argument("config", type=Path, metavar="CONFIG")
     run.add_argument("--out", type=Path, default=Path("results"), help="where run directories go")
-    run.add_argument(
-        "--executor",
-        choices=("ray", "local"),
-        default=DEFAULT_EXECUTOR,
-        help="ray: one worker per GPU or CPU slot (default); local: in this process, for debugging",
-    )
-    run.add_argument("--address", help="Ray cluster: auto, ray://host:port (ray only)")
-    run.add_argument("--num-gpus", type=int, help="logical GPUs of a fresh local Ray instance (ray only)")
-    run.add_argument("--workers", type=int, help="CPU workers when the cluster has no GPU (ray only)")
+    _executor_arguments(run)
     run.add_argument("--resume", type=Path, metavar="RUN_DIR", help="run only the cells RUN_DIR lacks")
     run.add_argument("--dry-run", action="store_true", help="list the cells and skipped combinations")
     run.add_argument("--strict", action="store_true", help="exit 1 when any cell is not ok")
@@ -97,249 +100,33 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-# --- run ------------------------------------------------------------------------------------
+def _executor_arguments(run: argparse.ArgumentParser) -> None:
+    """--executor and the flags of every registered executor, each saying which take it."""
+    from .runs.command import DEFAULT_EXECUTOR
+    from .runs.executor import executor_kinds
 
-
-def cmd_run(args) -> int:
-    with contextlib.suppress(ValueError):  # Ctrl-C stops a run cleanly even where a shell ignored it
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-    config = load_config(args.config)
-    ray_only = {"--address": args.address, "--num-gpus": args.num_gpus, "--workers": args.workers}
-    for flag, value in ray_only.items():
-        if value is not None and args.executor != "ray":
-            raise BadInput(f"{flag}: only with --executor ray")
-    store = _open_resumed(args.resume, config) if args.resume else None
-    done = store.done_ids() if store else set()
-    if args.dry_run:
-        _print_dry_run(config, _grid(config, args, _local_devices()), done)
-        return 0
-
-    executor = _make_executor(args, config)
-    try:
-        try:  # a Ray executor finds its devices by starting its workers
-            available = _available_devices(executor)
-        except ConnectionError as exc:
-            raise BadInput(f"--address {args.address}: cannot connect: {exc}") from None
-        grid = _grid(config, args, available)
-        if store is None:
-            store = _create_store(args, config, grid, executor, ", ".join(available))
-        else:
-            store.update_manifest(resumed=[*store.manifest().get("resumed", []), _now()])
-        todo = Grid([c for c in grid.cells if c.cell_id not in done], []).families
-        print(f"run {store.dir}: {sum(map(len, todo))} of {len(grid.cells)} cells to run", file=sys.stderr)
-        interrupted = _execute(executor, store, todo, config)
-    finally:
-        executor.close()
-
-    with _sigint_held(then_raise=False):  # a second Ctrl-C must not tear the parquet files
-        records = store.finish()
-        counts = records["status"].value_counts().to_dict() if len(records) else {}
-        efficiency = sweep_efficiency(records)
-        store.update_manifest(
-            finished_at=_now(), interrupted=interrupted, status_counts=counts, efficiency=efficiency
-        )
-    _print_summary(records, store.dir)
-    _print_efficiency(efficiency)
-    if interrupted:
-        print(f"interrupted; resume with:\n  {_resume_command(args, store.dir)}", file=sys.stderr)
-        return 130
-    return 1 if args.strict and (records["status"] != "ok").any() else 0
-
-
-def _local_devices() -> tuple[str, ...]:
-    import torch
-
-    return ("cpu", "cuda") if torch.cuda.is_available() else ("cpu",)
-
-
-def _available_devices(executor) -> tuple[str, ...]:
-    """The device types the executor's workers have (the CPU always: a GPU run can start CPU
-    workers for the cells that run there)."""
-    devices = getattr(executor, "devices", None)
-    if callable(devices):
-        return tuple(devices())
-    device = getattr(executor, "device", None)
-    return ("cpu", "cuda") if device == "cuda" else ("cpu",)
-
-
-def _grid(config, args, available: tuple[str, ...]) -> Grid:
-    if args.device and args.device not in available:
-        raise BadInput(f"--device {args.device}: no worker has a {args.device} device here")
-    return expand(config, available, device=args.device)
-
-
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
-def _open_resumed(run_dir: Path, config) -> RunStore:
-    try:
-        store = RunStore.open(run_dir)
-    except FileNotFoundError as exc:
-        raise BadInput(f"--resume {run_dir}: {exc}") from None
-    made_by = store.manifest().get("run", {}).get("config_hash")
-    if made_by != config.hash:
-        raise BadInput(
-            f"{config.path}: config hash {config.hash} is not the run's {made_by}: resume with the config "
-            f"the run was made from ({run_dir / 'config.yaml'} is a copy)"
-        )
-    return store
-
-
-def _make_executor(args, config):
-    if args.executor == "local":
-        from .runs.local import LocalExecutor
-
-        return LocalExecutor(device=args.device, threads=config.experiment.threads)
-    try:
-        from .runs.ray_executor import RayExecutor  # imported only when asked for: Ray is heavy
-    except ImportError as exc:
-        raise BadInput(f"--executor ray: not available ({exc})") from None
-    options = dict(
-        address=args.address or "local",
-        num_gpus=args.num_gpus,
-        workers=args.workers,
-        threads=config.experiment.threads,
-        cell_timeout_s=config.experiment.cell_timeout_s,
+    kinds = executor_kinds()
+    run.add_argument(
+        "--executor",
+        choices=list(kinds),
+        default=DEFAULT_EXECUTOR,
+        help="; ".join(f"{k.name}: {k.help}" for k in kinds.values()),
     )
-    if config.plugin_files:  # workers in other processes import them too
-        options["plugins"] = [str(p) for p in config.plugin_files]
-    try:
-        return RayExecutor(**options)
-    except ValueError as exc:  # flags that contradict each other
-        raise BadInput(f"--executor ray: {exc}") from None
-
-
-def _create_store(args, config, grid: Grid, executor, device: str) -> RunStore:
-    from .env import manifest
-
-    run = {
-        "config": str(config.path),
-        "config_name": config.name,
-        "config_hash": config.hash,
-        "executor": args.executor,
-        "device": device,
-        "created_at": _now(),
-        "cells": len(grid.cells),
-        "families": len(grid.families),
-        "skipped": len(grid.skipped),
-    }
-    skipped = [
-        {"cell_id": c.cell_id, **{k: v for k, v in asdict(c).items() if v is not None}, "reason": why}
-        for c, why in grid.skipped
-    ]
-    describe = getattr(executor, "describe", None)
-    info = {**manifest(), "run": run, "executor": describe() if describe else {}, "skipped": skipped}
-    info.update(grid.declared())
-    try:
-        return RunStore.create(args.out, config.name, config.hash, config.resolved(), info)
-    except OSError as exc:
-        why = exc.strerror or exc
-        raise BadInput(f"--out {args.out}: cannot write a run directory there: {why}") from None
-
-
-def _execute(executor, store: RunStore, families, config) -> bool:
-    """Run the families, appending each one's records as it finishes; True if Ctrl-C stopped it."""
-    from .runs.progress import RunProgress, worker_count
-
-    with RunProgress(families, config.timing(), worker_count(executor)) as progress:
-
-        def on_records(records: list[dict]) -> None:
-            with _sigint_held(then_raise=True):  # a record is written whole or not at all
-                store.append(records)
-            progress.finished(records)
-
-        try:
-            executor.run(families, on_records, config.timing(), {"run_id": store.run_id})
-        except KeyboardInterrupt:
-            return True
-    return False
-
-
-@contextlib.contextmanager
-def _sigint_held(then_raise: bool):
-    """Hold Ctrl-C while the block runs; afterwards raise it (then_raise) or drop it."""
-    caught = []
-    try:
-        previous = signal.signal(signal.SIGINT, lambda *_: caught.append(True))
-    except ValueError:  # not the main thread: signals are not ours to hold
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
-        if caught and then_raise:
-            raise KeyboardInterrupt
-
-
-def _resume_command(args, run_dir: Path) -> str:
-    words = [*gradbench_command(), "run", str(args.config), "--resume", str(run_dir)]
-    for flag in ("executor", "address", "num_gpus", "workers", "device"):
-        value = getattr(args, flag)
-        if value is not None and not (flag == "executor" and value == DEFAULT_EXECUTOR):
-            words += [f"--{flag.replace('_', '-')}", str(value)]
-    if args.strict:
-        words.append("--strict")
-    return shlex.join(words)
-
-
-def _describe_cell(cell) -> str:
-    sizes = " ".join(f"{s}={getattr(cell, s)}" for s in ("n", "d", "h") if getattr(cell, s) is not None)
-    train = f" steps={cell.steps} lr={cell.lr}" if cell.mode == "train" else ""
-    return f"{cell.problem} {sizes} {cell.dtype} {cell.pattern} {cell.mode}{train}".replace("  ", " ")
-
-
-def _print_dry_run(config, grid: Grid, done: set[str]) -> None:
-    todo = [c for c in grid.cells if c.cell_id not in done]
-    print(f"{config.path}: {config.name}, hash {config.hash}")
-    print(f"{len(todo)} cells to run in {len(Grid(todo, []).families)} families", end="")
-    print(f" ({len(grid.cells) - len(todo)} already done)" if done else "", end="")
-    print(f"; {len(grid.skipped)} combinations skipped")
-    for family in Grid(todo, []).families:
-        print(f"  {_describe_cell(family[0])}: {' '.join(c.method for c in family)}")
-    if grid.skipped:
-        print("skipped:")
-        for cell, reason in grid.skipped:
-            print(f"  {_describe_cell(cell)} {cell.method}: {reason}")
-
-
-def _print_efficiency(efficiency: dict) -> None:
-    """One line: the share of the workers' time spent measuring, and set-up per family."""
-    workers = efficiency["workers"]
-    if not workers or efficiency["overall"] is None:
-        return
-    setup = sum(w["setup_s"] for w in workers) / max(1, sum(w["families"] for w in workers))
-    each = ", ".join(f"{w['worker'] or 'local'} {w['efficiency']:.0%}" for w in workers if w["efficiency"])
-    print(
-        f"sweep efficiency: {efficiency['overall']:.0%} of the workers' time inside timed measurement "
-        f"({each}); set-up {setup * 1e3:.3g} ms per family"
-    )
-
-
-def _print_summary(records, run_dir: Path, shown: int = 20) -> None:
-    counts = records["status"].value_counts() if len(records) else {}
-    print("cells: " + ", ".join(f"{s} {counts.get(s, 0)}" for s in STATUSES))
-    for status in STATUSES[1:]:
-        what = "diagnosis" if status == "mismatch" else "error"
-        bad = records[records["status"] == status]
-        if len(bad):
-            print(f"{status}:")
-        for _, r in bad.head(shown).iterrows():
-            sizes = " ".join(f"{s}={int(r[s])}" for s in ("n", "d", "h") if r[s] == r[s] and r[s] is not None)
-            where = f"{r['problem']} {sizes} {r['dtype']} {r['pattern']} {r['mode']} {r['method']}"
-            err = f" rel_err {r['rel_err']:.2e} (tol {r['tol']:.1e})" if status == "mismatch" else ""
-            print(f"  {where}:{err} {r[what]}")
-        if len(bad) > shown:
-            print(f"  ... and {len(bad) - shown} more")
-    print(f"records: {run_dir}")
-    print(f"report with: {shlex.join([*gradbench_command(), 'report', str(run_dir)])}")
+    added = set()
+    for kind in kinds.values():
+        for option in kind.options:
+            if option.flag not in added:
+                added.add(option.flag)
+                takes = ", ".join(n for n, k in kinds.items() if option.flag in {o.flag for o in k.options})
+                run.add_argument(option.flag, type=option.type, help=f"{option.help} ({takes} only)")
 
 
 # --- report, compare, list --------------------------------------------------------------------
 
 
 def _run_dir(path: Path) -> Path:
+    from .runs.command import BadInput
+
     if not path.is_dir():
         raise BadInput(f"{path}: no such run directory")
     if not (path / "records.jsonl").exists() and not (path / "records.parquet").exists():
@@ -357,10 +144,16 @@ def cmd_report(args) -> int:
 
 def cmd_compare(args) -> int:
     from .report import compare_runs
+    from .runs.command import BadInput
 
     if args.threshold <= 0:
         raise BadInput(f"--threshold: must be > 0, got {args.threshold}")
-    result = compare_runs(_run_dir(args.base), _run_dir(args.new), threshold=args.threshold)
+    from .report.compare import NothingToCompare
+
+    try:
+        result = compare_runs(_run_dir(args.base), _run_dir(args.new), threshold=args.threshold)
+    except NothingToCompare as exc:  # one line, exit 2
+        raise BadInput(str(exc)) from None
     print(result.text)
     return result.exit_code
 
@@ -370,6 +163,9 @@ def cmd_list(args) -> int:
     from .methods import get_method, method_names
     from .patterns import pattern_names
     from .problems import get_problem, problem_names
+    from .runs.command import local_devices
+    from .runs.config import ConfigError, load_config
+    from .runs.grid import expand
 
     print("problems (sizes; data sets):")
     for name in problem_names():
@@ -389,7 +185,7 @@ def cmd_list(args) -> int:
     for path in sorted(folder.glob("*.yaml")):
         try:
             config = load_config(path)
-            grid = expand(config, _local_devices())
+            grid = expand(config, local_devices())
             print(f"  {path.name:<20} {len(grid.cells)} cells: {', '.join(config.experiment.problems)}")
         except ConfigError as exc:
             print(f"  {path.name:<20} invalid: {exc}")

@@ -81,8 +81,9 @@ def manifest() -> dict:
         },
         "cpu": cpu_name(),
         "cpu_count": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
+        # this process's, not the workers' (each segment's workers say their own)
+        "driver_torch_threads": torch.get_num_threads(),
+        "driver_omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
         "git_commit": git_commit(),
         **cuda_info(),
     }

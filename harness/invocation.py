@@ -14,10 +14,10 @@ def _short(path: str, cwd: Path) -> str:
     """`path` as a user would type it here: the bare name where PATH finds the same file, else
     relative to the working directory when inside it, else absolute."""
     name = Path(path).name
+    full = Path(os.path.normpath(cwd / path))  # a relative path is relative to cwd
     found = shutil.which(name)
-    if found and os.path.exists(path) and os.path.samefile(found, path):
+    if found and full.exists() and os.path.samefile(found, full):
         return name
-    full = Path(os.path.abspath(path))
     if full.is_relative_to(cwd):
         return str(full.relative_to(cwd))
     return str(full)
@@ -34,7 +34,7 @@ def gradbench_command(
     cwd = (cwd or Path.cwd()).resolve()
     script = Path(argv0)
     if script.stem == "gradbench":  # the installed script
-        return [_short(argv0, cwd) if os.path.exists(argv0) else argv0]
+        return [_short(argv0, cwd) if (cwd / script).exists() else argv0]
     if not (script.name == "cli.py" and script.parent.name == "harness"):  # called from Python
         installed = shutil.which("gradbench")
         # the script PATH finds is this interpreter's own

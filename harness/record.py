@@ -82,7 +82,9 @@ def fail(record: dict, exc: BaseException) -> None:
         torch.cuda.empty_cache()
 
 
-def agreement_fields(a: Agreement, formula_err: float | None, preview: list) -> dict:
+def agreement_fields(a: Agreement, preview: list) -> dict:
+    """The verdict: `agree` is the cell's dtype within its tolerance and, where the method has a
+    float64 twin (`f64_checked`), its formula right in float64."""
     return {
         "rel_err": a.rel_err,
         "max_abs_err": a.max_abs_err,
@@ -90,7 +92,8 @@ def agreement_fields(a: Agreement, formula_err: float | None, preview: list) -> 
         "cosine": a.cosine,
         "agree": a.agree,
         "diagnosis": a.diagnosis,
-        "f64_rel_err": formula_err,
+        "f64_rel_err": a.twin.rel_err if a.twin is not None else None,
+        "f64_checked": a.twin is not None,
         "grad_preview": preview,
     }
 
@@ -99,19 +102,22 @@ def timing_fields(
     records: dict,
     samples: dict[str, list[float]],
     floor: int | None,
-    forward_s: float | None,
+    forward_samples: list[float] | None,
     baseline: str | None,
 ) -> None:
-    """Statistics of each method's samples, paired with the baseline method's (`vs_manual`), and
-    the costs derived from them: `floor` is the least bytes a gradient must move, `forward_s` the
-    time of the loss alone."""
+    """The raw per-round per-call times of each method (and of the loss alone), and what is
+    derived from them: statistics (measure.summarize), the ratio paired round by round with the
+    baseline method's (`vs_manual`), the costs. `floor` is the least bytes a gradient must move."""
     manual = samples.get(baseline) if baseline else None
+    forward_s = summarize(forward_samples)["time_median_s"] if forward_samples else None
     for name, times in samples.items():
         stats = summarize(times)
         ratio = paired_ratio(times, manual) if manual is not None else (None, None, None)
         t = stats["time_median_s"]
         records[name].update(
             stats,
+            time_samples_s=[float(x) for x in times],
+            forward_samples_s=[float(x) for x in forward_samples] if forward_samples else None,
             vs_manual=ratio[0],
             vs_manual_lo=ratio[1],
             vs_manual_hi=ratio[2],

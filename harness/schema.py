@@ -56,6 +56,8 @@ class Record:
     agree: bool | None = col("agreement")
     diagnosis: str | None = col("agreement")
     f64_rel_err: float | None = col("agreement")  # the same method in float64: the formula alone
+    f64_checked: bool | None = col("agreement")  # False: the method has no float64 twin
+    condition: float | None = col("agreement")  # what cancellation multiplied the tolerance by
     grad_preview: list[float] | None = col("agreement")
     output_preview: list[float] | None = col("agreement")
     # timing, derived from the samples by measure.summarize and measure.paired_ratio
@@ -71,6 +73,8 @@ class Record:
     vs_manual_hi: float | None = col("timing")
     first_call_s: float | None = col("timing")
     compile_s: float | None = col("timing")
+    time_samples_s: list[float] | None = col("timing")  # per round, per call: the statistics' source
+    forward_samples_s: list[float] | None = col("timing")  # the loss alone, the same rounds
     # cost
     peak_bytes: int | None = col("cost")
     peak_bytes_kind: str | None = col("cost")

@@ -8,7 +8,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from harness import Cell, run_family
-from harness.agreement import Agreement, compare, diagnose, tolerance
+from harness.agreement import TOL_FACTOR, Agreement, compare, tolerance
+from harness.diagnosis import diagnose
 from harness.methods import method_names
 from harness.patterns import parse_pattern
 from harness.problems import problem_names
@@ -83,8 +84,6 @@ def test_large_n_never_fails_a_correct_gradient(problem, sizes):
         )
         for r in run_family(cells, timing=NO_TIMING):
             assert r["status"] == "ok", (r["method"], dtype, pattern, r["rel_err"], r["tol"])
-            if dtype == "float32":
-                assert r["rel_err"] < r["tol"] / 10  # the sqrt(L) model is pessimistic here
 
 
 def test_compiled_agrees_on_a_few_shapes():
@@ -93,6 +92,9 @@ def test_compiled_agrees_on_a_few_shapes():
         cells = [Cell(problem, m, dtype="float32", **sizes) for m in ("manual", "compiled")]
         for r in run_family(cells, timing=NO_TIMING):
             assert r["status"] == "ok", (r["method"], r["error"], r["diagnosis"])
+            # a float64 twin of `compiled` would be a second compile: the record says it has none
+            assert r["f64_checked"] is (r["method"] != "compiled")
+            assert (r["f64_rel_err"] is None) is (r["method"] == "compiled")
         assert r["compile_s"] > 0
 
 
@@ -102,10 +104,11 @@ def test_multiplier_per_pattern():
 
 def test_tolerance_grows_with_length_and_roundoff():
     assert tolerance(torch.float64, 1) < tolerance(torch.float32, 1) < tolerance(torch.float16, 1)
-    # 32 (u + u sqrt(L)) in float32; float16 accumulates in float32, then 1/L turns subnormal
-    assert tolerance(torch.float32, 10_000) == pytest.approx(32 * 2**-24 * (1 + 100))
-    assert tolerance(torch.float16, 100) == pytest.approx(32 * (2**-11 + 2**-24 * 10))
-    assert tolerance(torch.float16, 10**5) > 32 * (2**-11 + 2**-24 * 10**2.5)
+    # F (u + u sqrt(L)) in float32; float16 accumulates in float32, then 1/L turns subnormal
+    f32, f16 = TOL_FACTOR[torch.float32], TOL_FACTOR[torch.float16]
+    assert tolerance(torch.float32, 10_000) == pytest.approx(f32 * 2**-24 * (1 + 100))
+    assert tolerance(torch.float16, 100) == pytest.approx(f16 * (2**-11 + 2**-24 * 10))
+    assert tolerance(torch.float16, 10**5) > f16 * (2**-11 + 2**-24 * 10**2.5)
     assert tolerance(torch.bfloat16, 10**6) <= 0.05  # capped: a 0.5x or 2x bug always fails
 
 
@@ -115,7 +118,10 @@ def test_compare_counts_all_parameters_at_once():
     a = compare(got, ref, multiplier=1, tol=1e-6)
     assert a.rel_err == pytest.approx(0.1)  # |(0, 0, 0.5)| / |(3, 4, 0)|
     assert a.max_abs_err == pytest.approx(0.5)
-    assert a.per_param == {"w": 0.0, "b": pytest.approx(0.5 / torch.finfo(torch.float64).tiny)}
+    assert a.per_param["w"].rel_err == 0.0 and a.per_param["w"].scale == 1.0
+    assert a.per_param["b"].rel_err == pytest.approx(0.5 / torch.finfo(torch.float64).tiny)
+    # per parameter: w on its line, b all off it; overall the direction is off by |(0, 0, .5)| / |g|
+    assert a.per_param["w"].sine == 0.0 and a.sine == pytest.approx(0.5 / (25 + 0.25) ** 0.5)
 
 
 def test_compare_rejects_a_gradient_of_the_wrong_shape():
@@ -141,6 +147,29 @@ def test_diagnosis_names_any_integer_factor_and_its_inverse(m, n, k):
     assert inverse.startswith(f"{1 / m:.3f}x the reference")
 
 
-def test_a_scale_off_an_integer_is_not_named_as_one():
-    a = Agreement(rel_err=1.5, max_abs_err=1, scale=2.5, cosine=1, tol=1e-6, per_param={"w": 1.5})
-    assert "x the reference" not in diagnose(a, n=4, k=1)
+def test_a_scale_off_an_integer_or_a_ratio_is_named_as_a_plain_constant():
+    a = Agreement(rel_err=1.5, max_abs_err=1, scale=2.5, cosine=1, tol=1e-6)
+    assert diagnose(a, n=4, k=1) == "2.500x the reference, direction right: a stray constant factor?"
+
+
+@pytest.mark.parametrize(
+    ("scale", "sizes", "named"),
+    [
+        (101 / 100, {"n": 101}, "1.010x the reference = 101/100: divided by n-1 where n was meant?"),
+        (99 / 100, {"n": 100}, "0.990x the reference = 99/100: divided by n where n-1 was meant?"),
+        (64 / 8, {"n": 64, "d": 8}, "8.000x the reference: a stray factor 8?"),  # integers first
+        (60 / 7, {"n": 60, "d": 7}, "8.571x the reference = 60/7: divided by d where n was meant?"),
+        (4 / 3, {"n": 10, "k": 4}, "1.333x the reference = 4/3: divided by k-1 where k was meant?"),
+    ],
+)
+def test_structured_scales_are_named(scale, sizes, named):
+    a = Agreement(rel_err=abs(scale - 1), max_abs_err=1, scale=scale, cosine=1, tol=1e-6)
+    assert diagnose(a, **sizes) == named
+
+
+def test_a_pure_scale_is_not_a_wrong_direction():
+    # 1% too large everywhere: the direction is right to rounding, the sentence says so
+    ref = {"w": torch.tensor([3.0, 4.0, 1.0], dtype=torch.float64)}
+    a = compare({"w": 1.01 * ref["w"].float()}, ref, multiplier=1, tol=1e-6)
+    assert a.sine < 1e-7 and not a.agree
+    assert diagnose(a, n=3).startswith("1.010x the reference, direction right")

@@ -113,5 +113,5 @@ def test_an_error_raised_inside_torch_names_the_plugin_line_that_called_it(tmp_p
 def test_manifest_names_versions_cpu_and_threads():
     m = manifest()
     assert m["versions"]["torch"] == metadata.version("torch")
-    assert m["cpu"] and m["torch_threads"] >= 1
+    assert m["cpu"] and m["driver_torch_threads"] >= 1
     assert "cuda_available" in m

@@ -91,12 +91,21 @@ def test_unwritable_output_directory_exits_2(tmp_path, capsys):
     [
         (["--resume", "nowhere"], "--resume nowhere: nowhere: not a run directory"),
         ([*LOCAL, "--num-gpus", "4"], "--num-gpus: only with --executor ray"),
+        (["--workers", "0"], "--workers: must be at least 1, got 0"),
+        (["--workers", "-3"], "--workers: must be at least 1, got -3"),
+        (["--num-gpus", "-1"], "--num-gpus: must be at least 0, got -1"),
+        (["--workers", "two"], "argument --workers: invalid int value: 'two'"),
+        (["--executor", "dask"], "argument --executor: invalid choice: 'dask'"),
     ],
 )
 def test_bad_arguments_exit_2(tmp_path, capsys, args, words):
     config = tmp_path / "x.yaml"
     config.write_text(GOOD)
-    assert main(["run", str(config), *args]) == 2
+    try:
+        code = main(["run", str(config), *args])
+    except SystemExit as exc:  # argparse's own checks leave through SystemExit
+        code = exc.code
+    assert code == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and words in err
 
@@ -295,11 +304,26 @@ def test_ctrl_c_stops_cleanly_then_resume(tmp_path):
     assert len(harness.load(run_dir)) == len(early) and (run_dir / "records.parquet").exists()
     assert json.loads((run_dir / "manifest.json").read_text())["interrupted"] is True
     command = shlex.split(err.strip().splitlines()[-1])
-    # the command as it was run here, `python -m harness.cli`: one that works without an install
-    prefix = [sys.executable, "-m", "harness.cli"]
+    # the command as it was run here (from ROOT), `python -m harness.cli`: one that works without
+    # an install; the interpreter relative to the working directory when it lies inside it
+    python = Path(sys.executable)
+    shown = str(python.relative_to(ROOT)) if python.is_relative_to(ROOT) else sys.executable
+    prefix = [shown, "-m", "harness.cli"]
     assert command == [*prefix, "run", str(config), "--resume", str(run_dir), *LOCAL]
     assert main(command[len(prefix) :]) == 0
     check_resumed(config, run_dir, early)
+    # every invocation is a segment: what ran where, and whether it was stopped
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    first, second = manifest["segments"]
+    assert (first["interrupted"], second["interrupted"]) == (True, False)
+    assert first["finished_at"] <= second["started_at"] <= second["finished_at"]
+    for segment in (first, second):
+        assert segment["executor"] == "local"
+        (worker,) = segment["workers"]
+        assert worker["device"] == "cpu" and worker["threads"] >= 1 and worker["bandwidth_probe_gbps"] > 0
+        assert all(isinstance(v, (str, int, float, bool, type(None))) for v in worker.values())
+    assert first["workers"][0]["pid"] != second["workers"][0]["pid"]  # another process ran it
+    assert "torch_threads" not in manifest and manifest["driver_torch_threads"] >= 1
     assert os.path.getmtime(run_dir / "records.parquet") >= os.path.getmtime(run_dir / "records.jsonl")
 
 

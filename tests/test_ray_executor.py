@@ -10,7 +10,6 @@ from __future__ import annotations
 import _thread
 import os
 import signal
-import sys
 import threading
 import time
 from collections import Counter
@@ -22,7 +21,7 @@ import torch
 from harness.cell import Cell
 from harness.measure import TimingOptions
 from harness.methods import METHODS
-from harness.plugins import load_plugin
+from harness.plugins import forget_plugin, load_plugin
 from harness.runs.local import LocalExecutor
 from harness.runs.ray_executor import RayExecutor
 from harness.runs.ray_worker import Plan, plan_workers
@@ -71,7 +70,7 @@ class Slow(Manual):
 def cluster(tmp_path_factory):
     plugin = tmp_path_factory.mktemp("plugins") / "raytest_methods.py"
     plugin.write_text(PLUGIN)
-    module = load_plugin(plugin)  # as `gradbench run` does with a config's plugins; actors follow
+    load_plugin(plugin)  # as `gradbench run` does with a config's plugins; actors follow
     ray.init(
         address="local",
         num_cpus=2,
@@ -85,7 +84,7 @@ def cluster(tmp_path_factory):
     # tests that walk every registered method, or ship every loaded plugin, must not meet these
     for name in ("raytest_dies", "raytest_hangs", "raytest_slow"):
         METHODS.remove(name)
-    sys.modules.pop(module, None)
+    forget_plugin(plugin)
 
 
 def family(i: int, methods=("manual", "autograd"), problem="linear") -> list[Cell]:
@@ -149,8 +148,10 @@ class TestFourGpus:
 
     @pytest.fixture(scope="class")
     def ex(self, cluster):
-        # a tiny family takes milliseconds; 3 s per cell still leaves room on a loaded machine
-        with RayExecutor(cell_timeout_s=3.0) as ex:
+        # a tiny family takes milliseconds; 3 s per cell still leaves room on a loaded machine.
+        # The cluster's four GPUs are declared (logical): on a machine with one real GPU, every
+        # actor still runs on the CPU, alike
+        with RayExecutor(cell_timeout_s=3.0, logical_gpus=True) as ex:
             ex.start()
             yield ex
 
@@ -158,7 +159,7 @@ class TestFourGpus:
         families = [family(i) for i in range(8)]
         records = run(ex, families)
         assert_each_cell_once(records, families)
-        assert ex.plan == Plan(workers=4, num_gpus=1, num_cpus=0.5, threads=1)
+        assert ex.plan == Plan(workers=4, num_gpus=1, num_cpus=0.5, threads=1, logical_gpus=True)
         assert {r["status"] for r in records} == {"ok"}
         assert {r["gpu_id"] for r in records} == {"0", "1", "2", "3"}
         assert {r["worker"] for r in records} == {0, 1, 2, 3}
@@ -172,7 +173,7 @@ class TestFourGpus:
             assert len({r["worker"] for r in records if r["cell_id"] in {c.cell_id for c in cells}}) == 1
 
     def test_worker_killed_mid_run_loses_no_cell(self, ex):
-        pids = {w["worker"]: w["pid"] for w in ex.describe()["workers"]}
+        pids = {w["worker"]: w["pid"] for w in ex.pool.rows()}
         killed = []
 
         def kill_the_worker_that_just_finished(records):
@@ -187,7 +188,7 @@ class TestFourGpus:
         assert {r["status"] for r in records} == {"ok"}
         assert ex.stats.deaths == 1 and ex.stats.replaced == 1
         assert Counter(r["attempts"] for r in records)[2] == 2  # the one family it was running
-        new_pid = {w["worker"]: w["pid"] for w in ex.describe()["workers"]}.get(killed[0])
+        new_pid = {w["worker"]: w["pid"] for w in ex.pool.rows()}.get(killed[0])
         assert new_pid != pids[killed[0]]
 
     def test_hanging_family_times_out_and_the_run_goes_on(self, ex):
@@ -229,7 +230,7 @@ class TestFourGpus:
         finally:
             timer.cancel()
         assert 0 < len(got) < 80 and len(got) % 2 == 0  # whole families only
-        assert ex.describe()["workers"] == []  # actors killed
+        assert ex.pool.rows() == []  # actors killed
 
 
 def test_worker_that_cannot_start_fails_the_run_softly(cluster):

@@ -32,6 +32,10 @@ class Problem:
     batched: ClassVar[tuple[str, ...]] = ()
     # Data sets that exist besides "random": "post" is the seed post's exact numbers.
     datasets: ClassVar[tuple[str, ...]] = ("random",)
+    # Parameters grouped by layer, input side first, where the gradient of one layer is
+    # backpropagated through the next (an MLP's W1, b1 before W2, b2): a diagnosis then says
+    # where an error enters. Empty: the parameters are siblings (w and b).
+    layers: ClassVar[tuple[tuple[str, ...], ...]] = ()
     # the time of a gradient over the forward's that its arithmetic predicts, and why; reports
     # draw it beside the cheap-gradient bound of 5
     expected_cost_ratio: ClassVar[float | None] = None

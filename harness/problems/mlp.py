@@ -14,6 +14,7 @@ class MLP(Problem):
     name = "mlp"
     sizes = ("n", "d", "h")
     batched = ("X", "y")
+    layers = (("W1", "b1"), ("W2", "b2"))
 
     def make(self, gen):
         X = normal(gen, self.n, self.d)

@@ -1,7 +1,7 @@
 """A Ray worker: one process holding one device (a GPU, or CPU threads), running whole families.
 
-`plan_workers` decides how many, and what each reserves; `RayExecutor` (ray_executor.py) starts
-them, feeds them families and replaces the ones that die.
+`plan_workers` decides how many, and what each reserves; the queue (queue.py) starts them
+through ray_backend.py, feeds them families and replaces the ones that die.
 """
 
 from __future__ import annotations
@@ -29,7 +29,9 @@ RESOURCE_STEP = 1e-4  # Ray's granularity for fractional resources
 class Worker:
     """One process, one device: runs families there. Ray makes it an actor (see `actor_class`)."""
 
-    def __init__(self, index: int, threads: int, use_gpu: bool, plugins: Sequence[str]):
+    def __init__(
+        self, index: int, threads: int, use_gpu: bool, plugins: Sequence[str], logical_gpus: bool = False
+    ):
         import torch
 
         self.index = index
@@ -40,8 +42,9 @@ class Worker:
             load_plugin(path)
         gpu_ids = ray.get_gpu_ids() if use_gpu else []
         # since Ray 2.60 a CPU actor inherits the node's CUDA_VISIBLE_DEVICES: only a GPU actor
-        # may touch CUDA, and a logical GPU on a CPU machine runs on the CPU
-        self.device = "cuda:0" if gpu_ids and torch.cuda.is_available() else "cpu"
+        # may touch CUDA. Logical GPUs (declared, as tests do) run on the CPU, all of them: on a
+        # machine with one real GPU, the actor pinned to "0" would otherwise take it alone
+        self.device = "cuda:0" if gpu_ids and not logical_gpus and torch.cuda.is_available() else "cpu"
         self.where = {
             "gpu_id": str(gpu_ids[0]) if gpu_ids else None,  # ints, or strings: normalise
             "node": ray.get_runtime_context().get_node_id(),
@@ -65,11 +68,14 @@ class Worker:
             "host": socket.gethostname(),
             "node_ip": ray.util.get_node_ip_address(),
             "device": torch.device(self.device).type,
+            # the kinds of cell it runs: a GPU worker runs a GPU run's CPU cells on its CPU
+            "runs": "cuda,cpu" if self.device != "cpu" else "cpu",
             "device_name": device_name(torch.device(self.device)),
             "threads": torch.get_num_threads(),
             "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
             "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
-            **(cuda_info() if self.device != "cpu" else {}),
+            # scalars only: the row is one line of the manifest's table of workers
+            **{k: v for k, v in cuda_info().items() if k != "cuda_devices" and self.device != "cpu"},
             # the peak that achieved_gbps is set against, measured on this worker's device
             **bandwidth_probe(self.device),
         }
@@ -90,7 +96,7 @@ def actor_class(plan: Plan):
     return ray.remote(Worker).options(
         num_cpus=plan.num_cpus,
         num_gpus=plan.num_gpus,
-        max_restarts=0,  # a dead actor stays dead: the driver replaces it and counts attempts
+        max_restarts=0,  # a dead actor stays dead: the queue replaces it and counts attempts
         max_task_retries=0,
     )
 
@@ -104,6 +110,7 @@ class Plan:
     num_gpus: int  # per actor: 1, or 0 for CPU actors
     num_cpus: float  # per actor, reserved with Ray
     threads: int  # torch threads per actor
+    logical_gpus: bool = False  # GPUs declared to Ray, not devices: their actors compute on the CPU
 
 
 def _floor_resource(x: float) -> float:

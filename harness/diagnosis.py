@@ -1,0 +1,147 @@
+"""A sentence naming the likely bug when a gradient disagrees with its reference.
+
+Read in this order: a non-finite gradient; a gradient on its reference's line within rounding
+(a sign, an integer factor, 1/integer, a ratio of the sizes such as n/(n-1), or another constant);
+one parameter or more off by such a factor while the rest agree; a wrong direction, parameter by
+parameter, "upstream" only where the problem declares its layers. A formula wrong in float64,
+where the cell's own dtype let it through, is said first.
+"""
+
+from __future__ import annotations
+
+import math
+
+from .agreement import Agreement, Part
+
+INTEGER_TOL = 1e-3  # a scale within this (relative) of an integer or 1/integer is named as one
+RATIO_TOL = 0.05  # ... of a ratio of sizes v: within this share of |v - 1| (and INTEGER_TOL)
+
+
+def _near(x: float, v: float) -> bool:
+    return abs(x - v) <= INTEGER_TOL * v
+
+
+def _factor_causes(m: int, n: int | None, k: int) -> list[str]:
+    causes = []
+    if n is not None and n == m:
+        causes.append(f"a sum where a mean over n={n} was meant")
+    if k == m and k > 1:
+        causes.append(f"k={k} accumulations not zeroed or not scaled by 1/k")
+    if m == 2:
+        causes.append("a second backward through a retained graph, or a doubled term")
+    return causes or [f"a stray factor {m}"]
+
+
+def _inverse_causes(m: int, n: int | None, k: int) -> list[str]:
+    causes = []
+    if m == 2:
+        causes.append("a missing factor 2 (d/dr r^2 = 2r)")
+    if n is not None and n == m:
+        causes.append(f"a mean over n={n} taken twice")
+    if k == m and k > 1:
+        causes.append(f"micro-batches scaled by 1/k={k} where the loss was already a mean")
+    return causes or [f"a stray factor 1/{m}"]
+
+
+def _ratios(sizes: dict[str, int | None]) -> list[tuple[int, int, str]]:
+    """(numerator, denominator, cause) of the scales a wrong divisor gives: g / g_ref = a / b
+    when b divides where a was meant."""
+    known = {name: v for name, v in sizes.items() if v is not None and v >= 2}
+    out = []
+    for name in ("n", "k"):
+        v = known.get(name)
+        if v is not None and v >= 3:
+            out.append((v, v - 1, f"divided by {name}-1 where {name} was meant"))
+            out.append((v - 1, v, f"divided by {name} where {name}-1 was meant"))
+    for a in ("n", "d", "h"):
+        for b in ("n", "d", "h"):
+            if a != b and a in known and b in known and known[a] != known[b]:
+                out.append((known[a], known[b], f"divided by {b} where {a} was meant"))
+    return out
+
+
+def name_scale(scale: float, sizes: dict[str, int | None], whose: str = "the reference") -> str:
+    """'4.000x the reference: a sum where a mean over n=4 was meant?' and its kin."""
+    n, k = sizes.get("n"), sizes.get("k") or 1
+    m = round(scale)
+    if m >= 2 and _near(scale, m):
+        return f"{scale:.3f}x {whose}: {' or '.join(_factor_causes(m, n, k))}?"
+    if scale > 0:
+        inv = round(1 / scale)
+        if inv >= 2 and _near(1 / scale, inv):
+            return f"{scale:.3f}x {whose}: {' or '.join(_inverse_causes(inv, n, k))}?"
+    for a, b, cause in _ratios(sizes):
+        v = a / b
+        if abs(scale - v) <= min(INTEGER_TOL * v, RATIO_TOL * abs(v - 1)):
+            return f"{scale:.3f}x {whose} = {a}/{b}: {cause}?"
+    return f"{scale:.3f}x {whose}, direction right: a stray constant factor?"
+
+
+def _on_line(p: Part | Agreement, sizes, whose: str) -> str:
+    """What is wrong with a gradient that lies on its reference's line within rounding."""
+    if p.cosine < 0:
+        return f"opposite sign ({p.scale:.3f}x {whose}, negated): a flipped sign, ascent for descent?"
+    if abs(p.scale - 1) <= p.tol:
+        return f"rel_err {p.rel_err:.1e} over the tolerance {p.tol:.1e}: rounding beyond calibration?"
+    return name_scale(p.scale, sizes, whose)
+
+
+def _upstream(bad: list[str], good: list[str], layers) -> bool:
+    """Every disagreeing parameter in a layer nearer the input than every agreeing one."""
+    depth = {k: i for i, layer in enumerate(layers) for k in layer}
+    if not bad or not good or any(k not in depth for k in bad + good):
+        return False
+    return max(depth[k] for k in bad) < min(depth[k] for k in good)
+
+
+def _shape(a: Agreement, sizes, layers) -> str:
+    if a.aligned:
+        return _on_line(a, sizes, "the reference")
+    parts = a.per_param
+    bad = [k for k, p in parts.items() if not p.agree]
+    good = [k for k in parts if k not in bad]
+    if not bad:  # off the line overall, yet every parameter within its own tolerance
+        return f"rel_err {a.rel_err:.1e} over the tolerance {a.tol:.1e}: rounding beyond calibration?"
+    if good and all(parts[k].aligned for k in bad):
+        named = "; ".join(f"{k} is {_on_line(parts[k], sizes, 'its reference')}" for k in bad)
+        return f"{named}; {', '.join(good)} {'agrees' if len(good) == 1 else 'agree'}"
+    text = f"wrong direction (cosine {a.cosine:.4f}): disagrees in {', '.join(bad)} ("
+    text += "; ".join(
+        f"{k} rel_err {parts[k].rel_err:.1e}, {parts[k].scale:.3f}x, cosine {parts[k].cosine:.4f}"
+        for k in bad
+    )
+    text += ")"
+    if good:
+        text += f"; agrees in {', '.join(good)}"
+        if _upstream(bad, good, layers):
+            text += ": the error is upstream of those"
+    return text
+
+
+def diagnose(
+    a: Agreement,
+    n: int | None = None,
+    k: int = 1,
+    d: int | None = None,
+    h: int | None = None,
+    layers: tuple[tuple[str, ...], ...] = (),
+) -> str | None:
+    """A sentence naming the likely bug when a gradient disagrees; None when it agrees.
+
+    `layers` groups the parameters by layer, input side first (Problem.layers)."""
+    if a.agree:
+        return None
+    sizes = {"n": n, "k": k, "d": d, "h": h}
+    if not math.isfinite(a.rel_err) or not math.isfinite(a.scale):
+        return "non-finite gradient: overflow, or a NaN in the data or the formula"
+    twin = a.twin
+    if a.within_tol and twin is not None:  # only float64 shows it: say so first
+        return (
+            f"the formula is wrong: in float64 rel_err {twin.rel_err:.1e} over {twin.tol:.1e}, "
+            f"hidden here by rounding (rel_err {a.rel_err:.1e} within {a.tol:.1e}); "
+            f"in float64, {_shape(twin, sizes, layers)}"
+        )
+    text = _shape(a, sizes, layers)
+    if a.formula_wrong:
+        text += f"; wrong in float64 too (rel_err {twin.rel_err:.1e}): the formula, not rounding"
+    return text
