@@ -25,7 +25,7 @@ from harness.report import explain
 from harness.runs import crossover as X
 from harness.runs.config import load_config
 from harness.runs.grid import expand
-from harness.runs.local import LocalExecutor
+from harness.runs.local import LocalBackend
 
 QUICK = TimingOptions(min_run_time_s=0.01, rounds=3, warmup=1)
 PROFILED = ("manual", "autograd", "func", "fused")
@@ -140,7 +140,8 @@ def test_read_probe_beside_the_copy_probe_in_the_manifest():
     assert probe["read_probe_kind"] == "cpu sum of a host buffer"
     assert probe["read_probe_bytes"] == 8 * 2**20
     assert 0.1 < probe["read_probe_gbps"] < 10_000
-    worker = LocalExecutor("cpu", threads=1).describe()["workers"][0]
+    _, ticket = LocalBackend("cpu", 1, ("cpu",)).start(0)  # each worker's row of the manifest
+    worker = ticket.outcome.value
     assert worker["read_probe_gbps"] > 0 and worker["bandwidth_probe_gbps"] > 0
 
 

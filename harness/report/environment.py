@@ -55,6 +55,7 @@ def workers_table(workers: list[dict]) -> pd.DataFrame:
             "threads": text(w.get("threads")),
             "gpu_id": text(w.get("gpu_id")),
             "probe GB/s": _gbps(w.get("bandwidth_probe_gbps")),
+            "read probe GB/s": _gbps(w.get("read_probe_gbps")),
         }
         for w in workers
     ]
