@@ -1,7 +1,7 @@
 """A cell of the grid, and `run_family`: the one function every executor calls.
 
 A family is the cells that differ only by method. `run_family` builds the data and the float64
-reference once, checks each method's gradient against it, then times the methods in
+reference once (family.py), checks each method's gradient against it, then times the methods in
 interleaved rounds on one device, so that each method's ratio to `manual` is paired.
 """
 
@@ -18,14 +18,13 @@ import torch
 
 from . import agreement as agr
 from . import gpu
-from . import reference as ref
-from .diagnosis import diagnose
 from .env import device_name
+from .family import Family
 from .measure import TimingOptions, first_call_s, interleaved, peak_bytes
 from .methods import METHODS, Method, get_method
-from .patterns import Pattern, parse_pattern
+from .patterns import parse_pattern
 from .problems import get_problem
-from .problems.base import Problem, Tensors
+from .problems.base import Problem
 from .profiling import profile_records
 from .record import (
     agreement_fields,
@@ -107,96 +106,6 @@ class Cell:
         )
 
 
-@dataclass
-class _Setup:
-    """What a family shares: the problem, its inputs on the device, the float64 reference, and
-    the smaller float64 inputs of the methods' twins (see reference.py)."""
-
-    problem: Problem
-    pattern: Pattern
-    dtype: torch.dtype
-    device: torch.device
-    params: Tensors
-    data: Tensors
-    reference: agr.Reference
-    twin: tuple[Problem, Tensors, Tensors]
-    twin_reference: Tensors
-    tol: float  # of all parameters at once; per parameter in param_tol
-    param_tol: dict[str, float]
-    formula_tol: float  # of the float64 twin
-    formula_param_tol: dict[str, float]
-    setup_s: float
-
-    @classmethod
-    def build(cls, cell: Cell, device: torch.device) -> _Setup:
-        started = time.perf_counter()
-        problem = cell.problem_instance()
-        dtype = DTYPES[cell.dtype]
-        pattern = parse_pattern(cell.pattern)
-        # data depend on (problem, sizes, data set, seed, device) only: every method and dtype of
-        # a family, and every run with the same seed, sees the same draw, made on the device by
-        # its own generator (CUDA's Philox draws differ from the CPU's Mersenne Twister)
-        params, data = problem.make(torch.Generator(device).manual_seed(cell.seed))
-        params = {k: v.to(device, dtype) for k, v in params.items()}
-        data = {k: v.to(device, dtype) for k, v in data.items()}
-        reference = agr.reference_of(problem, params, data, ref.reference_grad(problem, params, data))
-        tol, param_tol = reference.tolerances(dtype, problem.reduction_length())
-        formula_tol, formula_param_tol = reference.formula_tolerances()
-        twin = ref.twin_inputs(problem, params, data, multiple=pattern.k if pattern.needs_batch else 1)
-        same = twin[0] is problem
-        gpu.synchronize(device)
-        return cls(
-            problem=problem,
-            pattern=pattern,
-            dtype=dtype,
-            device=device,
-            params=params,
-            data=data,
-            reference=reference,
-            twin=twin,
-            # on the whole data, the twin's reference is the reference, up to float64 rounding
-            twin_reference=reference.grad if same else ref.reference_grad(*twin),
-            tol=tol,
-            param_tol=param_tol,
-            formula_tol=formula_tol,
-            formula_param_tol=formula_param_tol,
-            setup_s=time.perf_counter() - started,
-        )
-
-    def stepper(self, method: type[Method]) -> Method:
-        return method(self.problem, self.params, self.data)
-
-    def sync(self, method: type[Method]) -> Callable[[], None]:
-        return lambda: method.synchronize(self.device)
-
-    def _compare(self, grads: Tensors, reference: Tensors, tol: float, param_tol: dict) -> agr.Agreement:
-        return agr.compare(grads, reference, self.pattern.multiplier, tol, param_tol)
-
-    def check(self, method: type[Method], stepper: Method) -> tuple[agr.Agreement, list]:
-        """Agreement of what the stepper's gradient buffer holds, with its verdict. The same
-        method's float64 twin (on a subsample of rows when the data are large) tells a wrong
-        formula from rounding, and decides too: a formula wrong in float64 is a mismatch whatever
-        this dtype's tolerance lets through. A float64 cell is its own twin; a method without one
-        (a second compile) goes unchecked in float64, and its record says so (f64_checked). The
-        twin's tolerance is the whole data's condition: never tighter than the subsample's."""
-        grads = stepper.grads()
-        a = self._compare(grads, self.reference.grad, self.tol, self.param_tol)
-        if self.dtype == torch.float64:
-            a.twin = self._compare(grads, self.reference.grad, self.formula_tol, self.formula_param_tol)
-        elif method.float64_twin:
-            s64 = method(*self.twin)
-            step64 = self.pattern.bind(s64)
-            step64()
-            step64()
-            a.twin = self._compare(s64.grads(), self.twin_reference, self.formula_tol, self.formula_param_tol)
-        p = self.problem
-        a.diagnosis = diagnose(a, p.n, self.pattern.k, d=p.d, h=p.h, layers=p.layers)
-        return a, preview(grads)
-
-    def min_bytes(self) -> int | None:
-        return self.problem.min_bytes(torch.empty((), dtype=self.dtype).element_size())
-
-
 def run_family(
     cells: Sequence[Cell],
     device: str | torch.device | None = None,
@@ -239,7 +148,10 @@ def run_family(
     records = {c.method: {**Record.blank(), **base, **identity(c), **where} for c in cells}
 
     try:
-        setup = _Setup.build(cells[0], device)
+        first = cells[0]
+        setup = Family.build(
+            first.problem_instance(), DTYPES[first.dtype], parse_pattern(first.pattern), first.seed, device
+        )
     except Exception as exc:  # data or reference failed: every cell shares the failure
         for r in records.values():
             fail(r, exc)
@@ -279,7 +191,7 @@ def _device(kind: str, given: str | torch.device | None) -> torch.device:
     return torch.device(kind)
 
 
-def _applicable(cell: Cell, setup: _Setup) -> type[Method]:
+def _applicable(cell: Cell, setup: Family) -> type[Method]:
     reason = cell.skip_reason()
     if reason:
         raise ValueError(f"not applicable: {reason}")
@@ -291,7 +203,7 @@ def _baseline(cells) -> str | None:
     return next((c.method for c in cells if c.method in METHODS and get_method(c.method).baseline), None)
 
 
-def _gradient(cells, setup: _Setup, records, threads, timing: TimingOptions) -> None:
+def _gradient(cells, setup: Family, records, threads, timing: TimingOptions) -> None:
     # the CUDA context and cuBLAS handles are made here, not inside a method's first call
     gpu.warm_up(setup.device, {setup.dtype, torch.float32})
     steps: dict[str, Callable[[], None]] = {}
@@ -353,7 +265,7 @@ def _gradient(cells, setup: _Setup, records, threads, timing: TimingOptions) -> 
         profile_records(steps, syncs, methods, setup.device, records)
 
 
-def _train(cells, setup: _Setup, records, threads, timing: TimingOptions) -> None:
+def _train(cells, setup: Family, records, threads, timing: TimingOptions) -> None:
     """SGD for `steps` steps, the methods taking turns step by step; the loss logged at each
     step is the one at the parameters before that step's update, as the post prints it."""
     runs: dict[str, tuple[Method, Callable[[], None]]] = {}
