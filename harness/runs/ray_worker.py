@@ -68,8 +68,9 @@ class Worker:
             "host": socket.gethostname(),
             "node_ip": ray.util.get_node_ip_address(),
             "device": torch.device(self.device).type,
-            # the kinds of cell it runs: a GPU worker runs a GPU run's CPU cells on its CPU
-            "runs": "cuda,cpu" if self.device != "cpu" else "cpu",
+            # the kinds of cell it runs: a GPU worker runs a GPU run's CPU cells on its CPU; one
+            # pinned to a logical GPU takes cuda cells as a real one would, computing on the CPU
+            "runs": "cuda,cpu" if self.where["gpu_id"] is not None else "cpu",
             "device_name": device_name(torch.device(self.device)),
             "threads": torch.get_num_threads(),
             "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
