@@ -391,8 +391,8 @@ def test_after_a_run_from_the_venvs_script_the_printed_report_command_works(tmp_
 
 
 def test_make_bench_ends_with_the_report_of_its_run():
-    recipe = subprocess.run(
-        ["make", "-n", "-o", ".venv/.installed", "bench", "OUT=somewhere"],
+    recipe = subprocess.run(  # under `make test` a nested make would name its directory: not here
+        ["make", "--no-print-directory", "-n", "-o", ".venv/.installed", "bench", "OUT=somewhere"],
         cwd=ROOT,
         capture_output=True,
         text=True,
