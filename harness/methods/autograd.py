@@ -7,19 +7,27 @@ import torch
 from .base import Method, register_method
 
 
+class Tracked(Method):
+    """Parameters that autograd tracks (`requires_grad`), read back detached: what every form of
+    autograd that differentiates through the parameters starts from."""
+
+    def __init__(self, problem, params, data):
+        super().__init__(problem, params, data)
+        for p in self.params.values():
+            p.requires_grad_(True)
+
+    def current_params(self):
+        return {k: p.detach() for k, p in self.params.items()}
+
+
 @register_method
-class Autograd(Method):
+class Autograd(Tracked):
     """`loss.backward()`, gradients accumulated by autograd into `.grad`."""
 
     name = "autograd"
     retains = True
     order, color, marker = 30, "#1f77b4", "s"
-
     # the buffers are the parameters' own `.grad`
-    def __init__(self, problem, params, data):
-        super().__init__(problem, params, data)
-        for p in self.params.values():
-            p.requires_grad_(True)
 
     def loss(self, params, batch) -> torch.Tensor:
         """The loss whose graph `.backward()` walks; a compiled method compiles it."""
@@ -51,12 +59,9 @@ class Autograd(Method):
             for p in self.params.values():
                 p.sub_(p.grad, alpha=lr)
 
-    def current_params(self):
-        return {k: p.detach() for k, p in self.params.items()}
-
 
 @register_method
-class AutogradGrad(Method):
+class AutogradGrad(Tracked):
     """`torch.autograd.grad`: autograd without touching `.grad`; returned, accumulated in our buffers."""
 
     name = "autograd_grad"
@@ -65,8 +70,6 @@ class AutogradGrad(Method):
 
     def __init__(self, problem, params, data):
         super().__init__(problem, params, data)
-        for p in self.params.values():
-            p.requires_grad_(True)
         self.keys = list(self.params)
 
     def grads_of(self, batch):
@@ -83,9 +86,6 @@ class AutogradGrad(Method):
             else:
                 for name, v in g.items():
                     self.buffers[name].add_(v)
-
-    def current_params(self):
-        return {k: p.detach() for k, p in self.params.items()}
 
 
 @register_method
