@@ -160,10 +160,10 @@ def cmd_compare(args) -> int:
 
 def cmd_list(args) -> int:
     from .cell import DTYPES, MODES
+    from .gpu import local_devices
     from .methods import get_method, method_names
     from .patterns import pattern_names
     from .problems import get_problem, problem_names
-    from .runs.command import local_devices
     from .runs.config import ConfigError, load_config
     from .runs.grid import expand
 

@@ -22,6 +22,11 @@ PROBE_REPS = 5
 WARM_DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
 
 
+def local_devices() -> tuple[str, ...]:
+    """The device types this process can run cells on: the CPU, and CUDA where torch sees it."""
+    return ("cpu", "cuda") if torch.cuda.is_available() else ("cpu",)
+
+
 def synchronize(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)

@@ -14,6 +14,7 @@ from dataclasses import asdict
 from datetime import datetime, timezone
 from pathlib import Path
 
+from ..gpu import local_devices
 from ..invocation import gradbench_command
 from ..schema import STATUSES
 from . import sigint
@@ -110,12 +111,6 @@ def _build(kind, args, config):
         raise BadInput(f"--executor {kind.name}: not available ({exc})") from None
     except ValueError as exc:  # flags that contradict each other
         raise BadInput(f"--executor {kind.name}: {exc}") from None
-
-
-def local_devices() -> tuple[str, ...]:
-    import torch
-
-    return ("cpu", "cuda") if torch.cuda.is_available() else ("cpu",)
 
 
 def _grid(config, args, available: tuple[str, ...]) -> Grid:

@@ -18,7 +18,7 @@ import torch
 
 from ..cell import Cell, run_family
 from ..env import device_name
-from ..gpu import bandwidth_probe
+from ..gpu import bandwidth_probe, local_devices
 from ..measure import TimingOptions
 from .backend import Done, Outcome, Raised
 from .executor import ExecutorKind, OnRecords, register_executor
@@ -85,8 +85,7 @@ class LocalExecutor:
         return self.pool.start()
 
     def devices(self) -> tuple[str, ...]:
-        """The device types this process can run cells on."""
-        return ("cpu", "cuda") if torch.cuda.is_available() else ("cpu",)
+        return local_devices()
 
     def worker_rows(self) -> list[dict]:
         return list(self.pool.seen)
@@ -110,9 +109,7 @@ class LocalExecutor:
 
 def _build(args, config) -> LocalExecutor:
     # a --device this process lacks is refused by the command, once it has asked `devices`
-    device = (
-        args.device if args.device in ("cpu", *(("cuda",) if torch.cuda.is_available() else ())) else None
-    )
+    device = args.device if args.device in local_devices() else None
     return LocalExecutor(device=device, threads=config.experiment.threads)
 
 
