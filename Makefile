@@ -10,6 +10,10 @@ ARGS   ?=
 OUT    ?= results
 TORCH_CPU ?= torch==2.13.0
 
+# `PY=python3` on the command line (a machine with its packages already in place, no .venv)
+# skips the install step.
+DEPS   := $(if $(filter command line,$(origin PY)),,$(STAMP))
+
 RUN_FLAGS := --out $(OUT) $(if $(EXECUTOR),--executor $(EXECUTOR)) $(if $(ADDRESS),--address $(ADDRESS)) $(ARGS)
 
 .PHONY: install bench test lint microbench microbench-compare gpu-check clean
@@ -24,14 +28,14 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e ".[dev]"
 	touch $(STAMP)
 
-bench: $(STAMP)
+bench: $(DEPS)
 	$(VENV)/bin/gradbench run $(CONFIG) $(RUN_FLAGS)
 	$(VENV)/bin/gradbench report $(OUT)/latest
 
-test: $(STAMP)
+test: $(DEPS)
 	$(PY) -m pytest -q
 
-lint: $(STAMP)
+lint: $(DEPS)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
@@ -43,10 +47,10 @@ MICROBENCH := $(PY) -m pytest benchmarks/ -q --benchmark-only \
 	--benchmark-storage=results/pytest-benchmark --benchmark-group-by=group --benchmark-sort=min \
 	--benchmark-columns=min,median,iqr,mean,rounds,iterations --benchmark-max-time=0.5
 
-microbench: $(STAMP)
+microbench: $(DEPS)
 	$(MICROBENCH) --benchmark-autosave
 
-microbench-compare: $(STAMP)
+microbench-compare: $(DEPS)
 	$(MICROBENCH) --benchmark-compare --benchmark-compare-fail=median:10%
 
 # On a GPU machine: the `gpu` tests, the GPU sweep (experiments/gpu-check.yaml), the seed post and

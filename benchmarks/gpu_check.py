@@ -2,7 +2,7 @@
 
     1. the tests that need CUDA            pytest -m gpu
     2. the GPU sweep                       experiments/gpu-check.yaml (linear, logistic, d = 64,
-                                           n = 1e4 ... 1e8, float32 and bfloat16, every method)
+                                           n = 1e4, 1e6, 1e7, 1e8, float32 and bfloat16, every method)
     3. the seed post, replayed             experiments/seed.yaml (its numpy cell on the CPU)
     4. an independent timer                triton.testing.do_bench of the n = 1e8 linear manual
                                            gradient beside gradbench's median of the same cell
@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -42,10 +43,23 @@ problems: {linear: {n: [1000, 4000], d: [8]}}
 
 
 def sh(*args: str, timeout: float) -> tuple[int, str, float]:
+    """Run `python args`; past `timeout` it gets SIGINT, as a user's Ctrl-C, so that a run keeps its
+    finished cells (exit 130), and SIGKILL 30 s later if it is still there."""
     began = time.perf_counter()
-    out = subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout)
-    text = (out.stdout + out.stderr).strip()
-    return out.returncode, text, time.perf_counter() - began
+    with subprocess.Popen(
+        [sys.executable, *args], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    ) as proc:
+        try:
+            text, _ = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGINT)
+            try:
+                text, _ = proc.communicate(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                text, _ = proc.communicate()
+            text = f"{text or ''}\n(stopped after {timeout:.0f} s)"
+    return proc.returncode, (text or "").strip(), time.perf_counter() - began
 
 
 def run_config(config: Path, out: Path, executor: str, timeout: float) -> tuple[Path | None, str, float]:
@@ -101,12 +115,25 @@ def crossover(device: str, smoke: bool, out: Path) -> list[str]:
     path = out / "crossover.json"
     args = SMOKE_CROSSOVER + ["--max-steps", "2"] if smoke else CROSSOVER
     code, text, wall = sh(
-        "-m", "harness.cli", "crossover", "--device", device, *args, "--json", str(path), timeout=300
+        "-m", "harness.cli", "crossover", "--device", device, *args, "--json", str(path), timeout=150
     )
     if code != 0 or not path.exists():
         return [f"- crossover: exit {code}: {text.splitlines()[-1] if text else ''}"]
     found = json.loads(path.read_text())
     return [f"- crossover on {found['device_name']}: {found['sentence']} ({wall:.0f} s)"]
+
+
+def cell_text(r: pd.Series) -> str:
+    """'2.14 ms memory 0.28': the median, the profiled step's bound and the share of the read
+    floor reached; ✗ where the gradient disagrees with the reference."""
+    if r["time_median_s"] != r["time_median_s"]:  # NaN: not timed
+        return str(r["status"])
+    parts = [f"{r['time_median_s'] * 1e3:.3g} ms"]
+    if isinstance(r.get("bound"), str):
+        parts.append(r["bound"])
+    if r.get("floor_fraction") == r.get("floor_fraction") and r.get("floor_fraction") is not None:
+        parts.append(f"{r['floor_fraction']:.2f}")
+    return " ".join(parts) + ("" if r["agree"] is True else " ✗")
 
 
 def sweep_table(records: pd.DataFrame) -> pd.DataFrame:
@@ -115,13 +142,29 @@ def sweep_table(records: pd.DataFrame) -> pd.DataFrame:
     for (problem, dtype, pattern, n), cells in g.groupby(["problem", "dtype", "pattern", "n"], sort=True):
         row = {"problem": problem, "dtype": dtype, "pattern": pattern, "n": f"{n:.0e}"}
         for _, r in cells.iterrows():
-            ms = r["time_median_s"] * 1e3 if r["time_median_s"] == r["time_median_s"] else None
-            mark = "" if r["agree"] is True else " ✗"
-            row[r["method"]] = f"{ms:.3g} ms{mark}" if ms else r["status"]
+            row[r["method"]] = cell_text(r)
         gbps = cells.set_index("method")["achieved_gbps"]
         row["best GB/s"] = f"{gbps.max():.0f}" if gbps.notna().any() else ""
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+class Summary:
+    """The lines said so far, with the sweep's table under them, rewritten to summary.md after
+    each step, so that a check stopped part-way still leaves what it found."""
+
+    def __init__(self, path: Path) -> None:
+        self.path, self.lines, self.table = path, [], ""
+        self.add("# gpu-check", "")
+
+    def add(self, *lines: str) -> None:
+        self.lines += lines
+        for line in lines:
+            print(line, flush=True)
+        self.write()
+
+    def write(self) -> None:
+        self.path.write_text("\n".join([*self.lines, "", self.table]) + "\n")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -129,61 +172,65 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=ROOT / "results" / "gpu-check")
     ap.add_argument("--executor", default="ray", help="ray (default) or local")
     ap.add_argument("--smoke", action="store_true", help="a tiny CPU run of steps 2 to 4")
+    ap.add_argument("--no-tests", action="store_true", help="skip step 1 (`make test` runs them too)")
+    ap.add_argument("--sweep-timeout", type=float, default=420, help="seconds before the sweep is stopped")
     args = ap.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
-    lines: list[str] = ["# gpu-check", ""]
+    say = Summary(args.out / "summary.md")
     device = "cpu" if args.smoke else "cuda"
 
-    if not args.smoke:
+    if not (args.smoke or args.no_tests):
         code, text, wall = sh("-m", "pytest", "-m", "gpu", "-q", "-p", "no:cacheprovider", timeout=240)
-        lines += [f"- `pytest -m gpu`: {text.splitlines()[-1] if text else ''} ({wall:.0f} s)"]
+        say.add(f"- `pytest -m gpu`: {text.splitlines()[-1] if text else ''} ({wall:.0f} s)")
     config = ROOT / "experiments" / "gpu-check.yaml"
     if args.smoke:
         config = args.out / "gpu-check-smoke.yaml"
         config.write_text(SMOKE_CONFIG)
-    sweep, said, wall = run_config(config, args.out / "sweep", args.executor, timeout=420)
-    lines += [f"- sweep {config.name}: {said.splitlines()[0]} ({wall:.0f} s)"]
-    seed, said, seed_wall = run_config(
-        ROOT / "experiments" / "seed.yaml", args.out / "seed", args.executor, 180
-    )
-    if seed is not None:
-        s = load(seed)
-        on = ", ".join(f"{m} on {d}" for m, d in sorted(set(zip(s["method"], s["device"]))))
-        counts = s["status"].value_counts().to_dict()
-        lines += [f"- seed.yaml: {len(s)} cells {counts} ({on}) ({seed_wall:.0f} s)"]
-    if sweep is None:
-        print("\n".join([*lines, "", "no sweep run directory: see above"]))
+    sweep, said, wall = run_config(config, args.out / "sweep", args.executor, timeout=args.sweep_timeout)
+    say.add(f"- sweep {config.name}: {said.splitlines()[0]} ({wall:.0f} s)")
+    records = load(sweep) if sweep is not None and (sweep / "manifest.json").exists() else None
+    if records is None or not len(records):
+        say.add("", "no sweep records: see above", "", said)
         return 1
-    records = load(sweep)
     manifest = json.loads((sweep / "manifest.json").read_text())
     workers = (manifest.get("executor") or {}).get("workers") or []
     cards = sorted({str(w.get("device_name")) for w in workers if w.get("device") == device})
     probes = [w.get("bandwidth_probe_gbps") for w in workers if w.get("bandwidth_probe_gbps")]
     eff = manifest.get("efficiency") or {}
-    lines += [
+    table = sweep_table(records)
+    say.table = markdown_table(table) if len(table) else "(no gradient cells)"
+    say.add(
         f"- card: {', '.join(cards) or records['device_name'].dropna().iloc[0]}; copy probe "
         f"{max(probes) if probes else float('nan'):.0f} GB/s; torch {manifest['versions'].get('torch')}",
         f"- agreement: {int((records['agree'] == True).sum())} of {len(records)} cells agree",  # noqa: E712
         f"- sweep efficiency: {eff.get('overall')} (time inside timed measurement over wall, per "
         f"worker: {[w.get('efficiency') for w in eff.get('workers', [])]})",
-    ]
+        *where_time_goes(records),
+    )
     n_big = int(records["n"].max())
     big = records[
         (records["problem"] == "linear") & (records["n"] == n_big) & (records["dtype"] == "float32")
-        & (records["method"] == "manual") & (records["pattern"] == "full")
+        & (records["method"] == "manual") & (records["pattern"] == "full") & (records["status"] == "ok")
     ]  # fmt: skip
     if len(big):
         mine = float(big["time_median_s"].iloc[0])
         theirs, timer = independent_time(n_big, int(big["d"].iloc[0]), device)
-        lines += [
+        say.add(
             f"- linear n={n_big:.0e} manual float32: gradbench median {mine * 1e3:.3f} ms, {timer} "
             f"{theirs * 1e3:.3f} ms ({mine / theirs:.3f}x)"
-        ]
-    lines += where_time_goes(records) + crossover(device, args.smoke, args.out)
-    table = sweep_table(records)
-    text = "\n".join([*lines, "", markdown_table(table) if len(table) else "(no gradient cells)"])
-    (args.out / "summary.md").write_text(text + "\n")
-    print(text)
+        )
+    seed, said, seed_wall = run_config(
+        ROOT / "experiments" / "seed.yaml", args.out / "seed", args.executor, 180
+    )
+    if seed is not None and (seed / "manifest.json").exists():
+        s = load(seed)
+        on = ", ".join(f"{m} on {d}" for m, d in sorted(set(zip(s["method"], s["device"]))))
+        counts = s["status"].value_counts().to_dict()
+        say.add(f"- seed.yaml: {len(s)} cells {counts} ({on}) ({seed_wall:.0f} s)")
+    else:
+        say.add(f"- seed.yaml: {said}")
+    say.add(*crossover(device, args.smoke, args.out))
+    print("", say.table, sep="\n")
     return 0 if os.environ.get("GPU_CHECK_STRICT") is None or (records["status"] == "ok").all() else 1
 
 
