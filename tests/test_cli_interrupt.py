@@ -38,7 +38,10 @@ def test_ctrl_c_at_any_moment_of_the_start_exits_130_in_one_line(tmp_path, after
     config.write_text(TINY)
     out = tmp_path / "results"
     cmd = [sys.executable, "-m", "harness.cli", "run", str(config), "--out", str(out)]
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+    }
     proc = subprocess.Popen(
         cmd,
         cwd=ROOT,

@@ -125,6 +125,31 @@ def test_a_disturbed_profile_is_tried_again_and_gives_no_bound_if_it_stays_so():
     assert record["profiled_wall_s"] >= 0.002
 
 
+@pytest.mark.parametrize(
+    ("case", "busy", "profiled", "median", "floor", "expected"),
+    [  # profiles of an H200 run (torch 2.11): per step, in us
+        ("fused n=1e7 fp32", 670, 1349, 682, 1.02, "memory"),  # held against its profiled wall: "launch"
+        ("manual n=1e7 fp32", 2132, 3302, 2148, 0.32, "compute"),  # X^T r in cuBLAS, 0.32 of the floor
+        ("manual n=1e4 fp32", 14, 467, 138, 0.005, "launch"),  # the GPU idles 90% of the step
+        ("graphed n=1e4 fp32", 23, 238, 24, 0.03, "compute"),  # one replay: busy all along; not disturbed
+        ("kernels slower than timed", 300, 400, 100, 0.5, None),  # the GPU was shared: no bound
+    ],
+)
+def test_on_cuda_busy_time_is_held_against_the_timed_step(case, busy, profiled, median, floor, expected):
+    # CUPTI slows the host by tens of us per kernel, not the kernels: a profiled wall would call a
+    # one-kernel step at the read floor launch-bound
+    from harness.profiling import StepProfile, bound, disturbed, step_wall_s
+
+    p = StepProfile(steps=1, ops=10, kernels=7, busy_s=busy * 1e-6, wall_s=profiled * 1e-6)
+    if expected is None:
+        assert disturbed(p, median * 1e-6, "cuda")
+        return
+    assert not disturbed(p, median * 1e-6, "cuda")
+    assert bound(p.busy_s, step_wall_s(p, median * 1e-6, "cuda"), floor) == expected
+    # on the CPU busy and wall come from the same profiled steps
+    assert step_wall_s(p, median * 1e-6, "cpu") == p.wall_s
+
+
 def test_profile_can_be_turned_off():
     cells = [Cell("linear", m, n=64, d=4) for m in ("manual", "autograd")]
     timing = TimingOptions(min_run_time_s=0.01, rounds=3, warmup=1, profile=False)

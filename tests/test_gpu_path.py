@@ -112,8 +112,13 @@ def test_l2_flush_evicts_the_whole_l2_and_never_makes_a_read_faster():
     read = lambda: x.sum()
     gpu.warm_up("cuda")
     read()
-    warm = sorted(gpu.flushed_call_times(read, 21, lambda: None, "cuda"))[10]
-    cold = sorted(gpu.flushed_call_times(read, 21, flush, "cuda"))[10]
+    # Both ways the GPU is kept busy (a spin that touches no memory) while the host queues the
+    # read, so the events time the read alone. Behind nothing, the start event would fire at once
+    # and the time include the host launching the read: an H200 gave 53 us "warm" against 19 us
+    # cold, the flush's kernel having hidden that launch in the cold case.
+    spin = lambda: torch.cuda._sleep(1_000_000)  # about 0.5 ms of clock cycles
+    warm = sorted(gpu.flushed_call_times(read, 21, spin, "cuda"))[10]
+    cold = sorted(gpu.flushed_call_times(read, 21, lambda: (flush(), spin()), "cuda"))[10]
     assert cold > 0.8 * warm
 
 

@@ -71,6 +71,29 @@ def test_seed_replay_shows_a_value_that_differs(seed_run, seed_post):
     assert section.verdict == ["Seed replay: 23 of 24 measured rows match the post, **1 differs**."]
 
 
+def test_a_value_from_a_gpu_matches_to_its_dtypes_rounding_and_one_from_the_cpu_exactly(seed_run, seed_post):
+    # seen on an H200: the post printed 1.16278565 at epoch 11; the GPU's float32 gave 1.16278577
+    run = read_run(seed_run)
+    cell = run.records[(run.records["problem"] == "linear1d") & (run.records["method"] == "autograd")]
+    rows = (run.trajectories["cell_id"] == cell["cell_id"].iloc[0]) & (run.trajectories["step"] == 10)
+    run.trajectories.loc[rows, "loss"] = 1.16278577
+
+    def verdict(records):
+        run.records = records
+        table = seed_post.replay(run)
+        (row,) = table[
+            (table["method"] == "autograd") & table["quantity"].str.startswith("loss, epochs 1, 11")
+        ]["match"]
+        return row
+
+    assert verdict(run.records) == "✗ differs in 1 of 5"  # on the CPU: exactly as printed
+    on_gpu = run.records.copy()
+    on_gpu.loc[on_gpu["cell_id"] == cell["cell_id"].iloc[0], "device"] = "cuda"
+    assert verdict(on_gpu) == "✓ matches to float32 rounding on cuda"
+    run.trajectories.loc[rows, "loss"] = 1.1628  # 3e-5 off is not rounding, on any device
+    assert verdict(on_gpu) == "✗ differs in 1 of 5"
+
+
 def test_printed_precision(seed_post):
     half_unit, matches, as_printed = seed_post.half_unit, seed_post.matches, seed_post.as_printed
     assert half_unit("0.9604") == pytest.approx(5e-5)
