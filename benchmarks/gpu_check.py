@@ -193,15 +193,17 @@ def main(argv: list[str] | None = None) -> int:
         say.add("", "no sweep records: see above", "", said)
         return 1
     manifest = json.loads((sweep / "manifest.json").read_text())
-    workers = (manifest.get("executor") or {}).get("workers") or []
+    workers = [w for segment in manifest.get("segments") or [] for w in segment.get("workers") or []]
     cards = sorted({str(w.get("device_name")) for w in workers if w.get("device") == device})
     probes = [w.get("bandwidth_probe_gbps") for w in workers if w.get("bandwidth_probe_gbps")]
+    reads = [w.get("read_probe_gbps") for w in workers if w.get("read_probe_gbps")]
     eff = manifest.get("efficiency") or {}
     table = sweep_table(records)
     say.table = markdown_table(table) if len(table) else "(no gradient cells)"
     say.add(
         f"- card: {', '.join(cards) or records['device_name'].dropna().iloc[0]}; copy probe "
-        f"{max(probes) if probes else float('nan'):.0f} GB/s; torch {manifest['versions'].get('torch')}",
+        f"{max(probes) if probes else float('nan'):.0f} GB/s, read probe (the floor) "
+        f"{max(reads) if reads else float('nan'):.0f} GB/s; torch {manifest['versions'].get('torch')}",
         f"- agreement: {int((records['agree'] == True).sum())} of {len(records)} cells agree",  # noqa: E712
         f"- sweep efficiency: {eff.get('overall')} (time inside timed measurement over wall, per "
         f"worker: {[w.get('efficiency') for w in eff.get('workers', [])]})",

@@ -17,6 +17,11 @@ FLUSH_BYTES = 256 * 2**20  # what triton's do_bench zeroes between reps: above a
 # per buffer of the bandwidth probe: far above the caches (20x an H100's L2; 2x a 32 MiB L3, where
 # 256 MiB took 1.7 to 4 s on the 2-core CPU under load, too long for every run's manifest)
 PROBE_BYTES = {"cuda": 1024 * 2**20, "cpu": 64 * 2**20}
+# The read probe on CUDA reads more: a sum's fixed costs (its second pass, launch, the last wave)
+# weigh on 1 GiB. On an H200 a 1 GiB sum read 3.75 TB/s, while 2.56 GB read 4.29 and 25.6 GB
+# 4.41 TB/s, and the fused gradient over 25.6 GB reached 3.97: a floor it beat. 8 GiB takes
+# about 2 ms; at most a sixteenth of the device's memory.
+READ_PROBE_BYTES = {"cuda": 8 * 2**30, "cpu": PROBE_BYTES["cpu"]}
 PROBE_REPS = 5
 
 WARM_DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
@@ -135,12 +140,23 @@ def read_probe_gbps(device: str | torch.device, nbytes: int | None = None, reps:
     read once, nothing written). A one-pass gradient reads its inputs once and writes almost
     nothing, so this, not the copy, is the bandwidth it can reach (`floor_fraction`)."""
     device = torch.device(device)
-    n = (nbytes or PROBE_BYTES.get(device.type, PROBE_BYTES["cpu"])) // 4
+    n = (nbytes or read_probe_bytes(device)) // 4
     src = torch.ones(n, dtype=torch.float32, device=device)
     src.sum()  # the reduction kernel's own first call
     synchronize(device)
     best = min(_read_seconds(src) for _ in range(reps))
+    del src
+    if device.type == "cuda":
+        torch.cuda.empty_cache()  # give the probe's gigabytes back for the cells
     return n * 4 / best / 1e9
+
+
+def read_probe_bytes(device: str | torch.device) -> int:
+    device = torch.device(device)
+    size = READ_PROBE_BYTES.get(device.type, READ_PROBE_BYTES["cpu"])
+    if device.type == "cuda":
+        size = min(size, torch.cuda.get_device_properties(device).total_memory // 16)
+    return size
 
 
 def _key(device: str | torch.device) -> str:
@@ -175,7 +191,7 @@ def bandwidth_probe(device: str | torch.device, nbytes: int | None = None) -> di
         "bandwidth_probe_kind": "cuda device-to-device copy" if cuda else "cpu host memory copy",
         "bandwidth_probe_device": str(device),
         "read_probe_gbps": _read_probe(_key(device), nbytes),
-        "read_probe_bytes": size,
+        "read_probe_bytes": nbytes or read_probe_bytes(device),
         "read_probe_kind": "cuda sum of a device buffer" if cuda else "cpu sum of a host buffer",
     }
 

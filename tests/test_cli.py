@@ -255,7 +255,7 @@ def test_the_same_config_twice_gives_the_same_cells_and_agreement(tmp_path):
 
 # on the CPU wherever it runs: on a GPU these families finish before the signal can land
 SLOW = (
-    "name: slow\ndevices: cpu\nproblems: {linear: {n: [2000], d: [8, 16]}}\nmethods: [manual, autograd]\n"
+    "name: slow\ndevices: [cpu]\nproblems: {linear: {n: [2000], d: [8, 16]}}\nmethods: [manual, autograd]\n"
     "patterns: [full, nozero:2]\ndtypes: [float32, float64]\ntiming: {min_run_time_s: 0.15, rounds: 3}\n"
 )
 
