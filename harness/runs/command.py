@@ -20,7 +20,7 @@ from ..schema import STATUSES
 from . import sigint
 from .config import load_config
 from .efficiency import sweep_efficiency
-from .eta import compiles
+from .eta import family_cost
 from .executor import executor_kinds
 from .grid import Grid, expand
 from .store import RunStore
@@ -55,7 +55,7 @@ def cmd_run(args) -> int:
             if store is None:
                 store = _create_store(args, config, grid, executor, ", ".join(available))
             _begin_segment(store, started_at, executor)
-        todo = compiles_first(Grid([c for c in grid.cells if c.cell_id not in done], []).families)
+        todo = run_order(Grid([c for c in grid.cells if c.cell_id not in done], []).families, config.timing())
         print(f"run {store.dir}: {sum(map(len, todo))} of {len(grid.cells)} cells to run", file=sys.stderr)
         _execute(executor, store, todo, config)
     except KeyboardInterrupt:
@@ -199,12 +199,18 @@ def _end_segment(store: RunStore, rows: list[dict], interrupted: bool) -> None:
 # --- running, with progress -------------------------------------------------------------------
 
 
-def compiles_first(families: list[list]) -> list[list]:
-    """Families whose method compiles go first, in config order otherwise: a compile is the
-    largest and least predictable cost of a run (2 to 12 s on a CPU, as torch's compile cache is
-    warm or cold), so the time left learns it early instead of at half way, and the longest
-    families first also leave fewer workers idle at the end."""
-    return sorted(families, key=lambda family: not any(compiles(c.method) for c in family))
+def run_order(families: list[list], timing) -> list[list]:
+    """Families whose method compiles first, then the rest longest first (their expected cost),
+    in config order among equals. A compile is the largest and least predictable cost of a run
+    (2 to 12 s on a CPU, as torch's compile cache is warm or cold), so the time left learns it
+    early instead of at half way; and longest first leaves the workers' last families short,
+    so fewer workers idle at the end and the time left ends on families it predicts well."""
+
+    def key(family):
+        cost = family_cost(family, timing)
+        return (cost.compile_key is None, -(cost.fixed_s + cost.data_s))
+
+    return sorted(families, key=key)
 
 
 def _execute(executor, store: RunStore, families, config) -> None:

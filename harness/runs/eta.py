@@ -8,7 +8,8 @@ A family's cost on one worker is predicted in three parts:
              check (twice in the dtype, twice in float64), the memory trace, and `rounds` timed
              calls once a call outlasts its block's share; a step is its bytes (the data, n x d,
              and a hidden layer's n x h) over a bandwidth plus its flops (6 n d h) over a rate,
-             times the pattern's evaluations (nozero:k and retain:k: k)
+             times the pattern's evaluations (nozero:k and retain:k: k); and the family's
+             set-up, passes over the data in float64 (the data, the reference)
     compile  a method whose first call compiles: a worker's first compile costs most (the
              compiler's own start), each later new shape or dtype less, and a shape and dtype
              the worker compiled already nothing; observed as the family's time beyond its
@@ -17,8 +18,9 @@ A family's cost on one worker is predicted in three parts:
 As families without a compile finish, the fixed and data parts are scaled by two factors fitted
 to the observed seconds (ridge regression toward their common ratio, so a part no finished
 family has exercised yet moves with the other; recent families weigh most, since the machine's
-speed drifts as other jobs come and go), and the compile costs become the mean of the observed
-ones. The remaining families are then laid out in submission order on the workers, each taking
+speed drifts as other jobs come and go); each problem then gets a factor of its own, from its
+finished families (an MLP's step costs more around its timing than a linear one's); and the
+compile costs become the mean of the observed ones. The remaining families are then laid out in submission order on the workers, each taking
 the next family when its last one ends (executors hand families out in order); the time left is
 when the last worker is done.
 """
@@ -45,9 +47,12 @@ class Prior:
     """What a family costs before anything has been measured (CPU figures from quick.yaml on a
     2-core machine, one thread per worker; CUDA ones are guesses the first families correct)."""
 
-    per_method_s: float = 0.1  # harness work around one method: stepper, check, memory trace
-    per_family_s: float = 0.1  # data, the float64 reference
-    bytes_per_s: float = 3e9
+    per_method_s: float = 0.015  # harness work around one method: stepper, check, memory trace
+    per_family_s: float = 0.03  # a family's own start and end
+    # the family's set-up (data, the float64 reference and its condition estimate) in float64
+    # passes over the data: 0.6 to 0.7 s at n = 1e5, d = 64 (51 MB) on the 2-core CPU
+    setup_passes: float = 80.0
+    bytes_per_s: float = 6e9
     flops_per_s: float = 30e9  # float32; float64 half as many
     first_compile_s: float = 10.0
     next_compile_s: float = 3.0
@@ -101,6 +106,7 @@ def family_cost(cells: Sequence[Cell], timing: TimingOptions) -> FamilyCost:
         # a timed round lasts its share of the budget, or one call where a call is longer
         over = max(0.0, step_s - timing.min_run_time_s / max(timing.rounds, 1))
         data = methods * (steps * step_s + timing.rounds * over) + timing.rounds * over / 3
+    data += prior.setup_passes * n * (d + (h or 0) + 1) * 8 / prior.bytes_per_s
     key = None
     if any(compiles(c.method) for c in cells):
         rows = cell.pattern if pattern.needs_batch else None  # micro-batches are other shapes
@@ -110,6 +116,20 @@ def family_cost(cells: Sequence[Cell], timing: TimingOptions) -> FamilyCost:
 
 def _seconds(iso: str) -> float:
     return datetime.fromisoformat(iso).timestamp()
+
+
+def _family_seconds(records: list[dict]) -> float:
+    """The family's wall time in its worker: set-up (data, float64 reference) included, which
+    the cells' own start and finish leave out (about 0.1 s a family of quick.yaml on the CPU, a
+    quarter of it); 0 for records of cells that never ran."""
+    wall = records[0].get("family_wall_s")
+    if wall is not None and wall == wall:
+        return float(wall)
+    try:
+        took = max(map(_seconds, (r["finished_at"] for r in records)))
+        return took - min(map(_seconds, (r["started_at"] for r in records)))
+    except (KeyError, TypeError, ValueError):
+        return 0.0
 
 
 class Estimate:
@@ -131,11 +151,15 @@ class Estimate:
         self._index = {c.cell_id: i for i, f in enumerate(families) for c in f}
         self._left = list(range(len(families)))  # unfinished, in submission order
         self._observed: list[tuple[float, float, float]] = []  # (fixed, data, seconds)
+        self._observed_kind: list[str] = []  # each observation's problem
         self._scale = (1.0, 1.0)
+        self._kind_factor: dict[str, float] = {}
+        self._kinds = [f[0].problem for f in families]
         self._first: list[float] = []  # each worker's first compile, observed
         self._next: list[float] = []  # later compiles
         self._compiled_on: dict[object, set] = {}  # worker -> compile keys it has seen
         self._free: dict[object, float] = {}  # worker -> when its last family returned
+        self._overheads: list[float] = []  # per family, beyond its time in the worker
         self._lock = threading.Lock()
 
     # -- learning from finished families --------------------------------------------------------
@@ -148,18 +172,21 @@ class Estimate:
             if i is None or i not in self._left:
                 return
             self._left.remove(i)
-            worker = records[0].get("worker")
-            self._free[worker] = self.clock()
+            worker, now = records[0].get("worker"), self.clock()
+            previous = self._free.get(worker)
+            self._free[worker] = now
             cost = self.costs[i]
-            try:
-                took = max(map(_seconds, (r["finished_at"] for r in records)))
-                took -= min(map(_seconds, (r["started_at"] for r in records)))
-            except (KeyError, TypeError, ValueError):
-                took = 0.0
+            took = _family_seconds(records)
+            if previous is not None and took > 0:
+                # what the worker's time leaves out: handing the family over, sending its records
+                # back, writing them (the worker's first family also holds its start: not counted)
+                self._overheads.append(max(0.0, (now - previous) - took))
             if cost.compile_key is None:
                 if took > 0:  # records made for cells that never ran (a timeout, a dead worker): 0
                     self._observed.append((cost.fixed_s, cost.data_s, took))
+                    self._observed_kind.append(self._kinds[i])
                     self._scale = self._fit()
+                    self._kind_factor = self._fit_kinds()
                 return
             # what a compile costs the family is its time beyond what it would take without one:
             # on a 2-core CPU that was seconds more than the first call alone (first_call_s)
@@ -188,6 +215,24 @@ class Estimate:
             return ratio, ratio
         s = np.clip(s, ratio / 5, ratio * 5)
         return float(s[0]), float(s[1])
+
+    def _fit_kinds(self) -> dict[str, float]:
+        """Each problem's own factor on the fitted cost: its families' observed over fitted
+        seconds, pulled toward 1 by PRIOR_WEIGHT families' worth. A problem costs what its
+        step does around the timing (an MLP's float64 twin and profile, 1.1 to 1.3x the prior
+        on the 2-core CPU where linear's were 0.8 to 1), and its families come together in the
+        config's order: the first few of them correct the rest."""
+        sf, sd = self._scale
+        fitted: dict[str, list[float]] = {}
+        took: dict[str, list[float]] = {}
+        for (fixed, data, seconds), kind in zip(self._observed, self._observed_kind):
+            fitted.setdefault(kind, []).append(sf * fixed + sd * data)
+            took.setdefault(kind, []).append(seconds)
+        out = {}
+        for kind, f in fitted.items():
+            typical = float(np.mean(f))
+            out[kind] = (sum(took[kind]) + PRIOR_WEIGHT * typical) / (sum(f) + PRIOR_WEIGHT * typical)
+        return out
 
     # -- predicting ------------------------------------------------------------------------------
 
@@ -220,10 +265,13 @@ class Estimate:
             free += [self.started] * (self.workers - len(free))
             heapq.heapify(free)
             end = now
+            overhead = float(np.median(self._overheads)) if self._overheads else 0.0
             for i in self._left:
                 c = self.costs[i]
                 start = heapq.heappop(free)
-                done = max(start + sf * c.fixed_s + sd * c.data_s + compile_s.get(i, 0.0), now)
+                kind = self._kind_factor.get(self._kinds[i], 1.0)
+                took = kind * (sf * c.fixed_s + sd * c.data_s) + compile_s.get(i, 0.0) + overhead
+                done = max(start + took, now)
                 heapq.heappush(free, done)
                 end = max(end, done)
             return end - now
