@@ -61,7 +61,8 @@ def report(log: list[Row]) -> float:
             if true >= 1:  # the bar shows whole seconds: under one, 0.3 s and 0.4 s read the same
                 visible = max(visible, abs(ratio - 1))
     print(
-        f"worst |shown/true - 1| after a fifth of the cells: {worst:.0%}; while 1 s or more is left: {visible:.0%}"
+        f"worst |shown/true - 1| after a fifth of the cells: {worst:.0%}; "
+        f"while 1 s or more is left: {visible:.0%}"
     )
     return worst
 

@@ -20,9 +20,9 @@ to the observed seconds (ridge regression toward their common ratio, so a part n
 family has exercised yet moves with the other; recent families weigh most, since the machine's
 speed drifts as other jobs come and go); each problem then gets a factor of its own, from its
 finished families (an MLP's step costs more around its timing than a linear one's); and the
-compile costs become the mean of the observed ones. The remaining families are then laid out in submission order on the workers, each taking
-the next family when its last one ends (executors hand families out in order); the time left is
-when the last worker is done.
+compile costs become the mean of the observed ones. The remaining families are then laid out in
+submission order on the workers, each taking the next family when its last one ends (executors
+hand families out in order); the time left is when the last worker is done.
 """
 
 from __future__ import annotations
