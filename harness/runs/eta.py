@@ -2,8 +2,9 @@
 
 A family's cost on one worker is predicted in three parts:
 
-    fixed    per method: its timing budget (`min_run_time_s`, and as much again to size the
-             blocks) and the harness's own work around it; the loss alone is timed as one more
+    fixed    per method: its timing budget (`min_run_time_s`, and 0.8 of it again to size the
+             blocks: quick.yaml's small families spent 1.6 to 2x their budgets) and the
+             harness's own work around it; the loss alone is timed as one more
     data     step-equivalents x bytes per step / bandwidth: first call, warm-up, the agreement
              check (twice in the dtype, twice in float64), the memory trace, and `rounds` timed
              calls once a call outlasts its block's share; a step is its bytes (the data, n x d,
@@ -63,6 +64,7 @@ PRIORS = {
     "cpu": Prior(),
     "cuda": Prior(bytes_per_s=300e9, flops_per_s=5e12, first_compile_s=30.0, next_compile_s=5.0),
 }
+BUDGET_SPENT = 1.8  # seconds spent per second of a method's timing budget (see "fixed" above)
 PRIOR_WEIGHT = 2.0  # the prior counts as this many typical families in the fit
 HALF_LIFE = 2  # families per worker after which an observation counts half
 
@@ -102,7 +104,9 @@ def family_cost(cells: Sequence[Cell], timing: TimingOptions) -> FamilyCost:
         data = methods * (cell.steps or 0) * 2 * step_s  # a step and the loss logged before it
     else:
         timed = methods + 1 if timing.rounds else 0  # the loss alone is timed too
-        fixed = prior.per_family_s + methods * prior.per_method_s + timed * 2 * timing.min_run_time_s
+        fixed = (
+            prior.per_family_s + methods * prior.per_method_s + timed * BUDGET_SPENT * timing.min_run_time_s
+        )
         # a timed round lasts its share of the budget, or one call where a call is longer
         over = max(0.0, step_s - timing.min_run_time_s / max(timing.rounds, 1))
         data = methods * (steps * step_s + timing.rounds * over) + timing.rounds * over / 3
@@ -185,8 +189,13 @@ class Estimate:
                 if took > 0:  # records made for cells that never ran (a timeout, a dead worker): 0
                     self._observed.append((cost.fixed_s, cost.data_s, took))
                     self._observed_kind.append(self._kinds[i])
-                    self._scale = self._fit()
-                    self._kind_factor = self._fit_kinds()
+                    # the common factors, then each problem's over them; once more with the
+                    # observations divided by their problem's factor, so that a costly problem
+                    # finished lately does not raise the common factors of all the others
+                    self._kind_factor = {}
+                    for _ in range(2):
+                        self._scale = self._fit()
+                        self._kind_factor = self._fit_kinds()
                 return
             # what a compile costs the family is its time beyond what it would take without one:
             # on a 2-core CPU that was seconds more than the first call alone (first_call_s)
@@ -204,6 +213,7 @@ class Estimate:
         toward their common ratio observed/predicted by PRIOR_WEIGHT typical families."""
         obs = np.array(self._observed)
         fixed, data, took = obs[:, 0], obs[:, 1], obs[:, 2]
+        took = took / np.array([self._kind_factor.get(k, 1.0) for k in self._observed_kind])
         w = 0.5 ** (np.arange(len(obs))[::-1] / (HALF_LIFE * self.workers))
         ratio = (w * took).sum() / max((w * (fixed + data)).sum(), 1e-12)
         typical = np.array([[c.fixed_s, c.data_s] for c in self.costs]).mean(axis=0)
@@ -225,7 +235,7 @@ class Estimate:
         sf, sd = self._scale
         fitted: dict[str, list[float]] = {}
         took: dict[str, list[float]] = {}
-        for (fixed, data, seconds), kind in zip(self._observed, self._observed_kind):
+        for (fixed, data, seconds), kind in zip(self._observed, self._observed_kind, strict=True):
             fitted.setdefault(kind, []).append(sf * fixed + sd * data)
             took.setdefault(kind, []).append(seconds)
         out = {}
