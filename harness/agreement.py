@@ -147,6 +147,8 @@ def term_spread(problem: Problem, params: Tensors, data: Tensors, grad: Tensors)
     per_sample = torch.func.vmap(lambda p, row: grad_fn(p, {**fixed, **row}), in_dims=(None, 0))
     device = next(iter(grad.values())).device
     numbers = _TERMS_CHUNK.get(device.type, _TERMS_CHUNK["cpu"])
+    if device.type == "cuda":  # at most 1/64 of the device's memory in float64, with room for its copies
+        numbers = min(numbers, torch.cuda.get_device_properties(device).total_memory // (8 * 64))
     chunk = max(1, numbers // max(1, sum(g.numel() for g in grad.values())))
     sumsq = {k: torch.zeros((), dtype=torch.float64, device=device) for k in grad}
     try:
