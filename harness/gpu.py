@@ -10,18 +10,23 @@ from __future__ import annotations
 import functools
 import time
 from collections.abc import Callable, Iterable
+from pathlib import Path
 
 import torch
 
 FLUSH_BYTES = 256 * 2**20  # what triton's do_bench zeroes between reps: above any L2 (H100: 50 MB)
-# per buffer of the bandwidth probe: far above the caches (20x an H100's L2; 2x a 32 MiB L3, where
-# 256 MiB took 1.7 to 4 s on the 2-core CPU under load, too long for every run's manifest)
+# per buffer of the copy probe: far above the caches (20x an H100's L2; on the CPU a copy writes
+# as much as it reads, and 256 MiB took 1.7 to 4 s on the 2-core CPU under load, too long for every
+# run's manifest: 64 MiB read 13.5 GB/s there, as 1 GiB did)
 PROBE_BYTES = {"cuda": 1024 * 2**20, "cpu": 64 * 2**20}
-# The read probe on CUDA reads more: a sum's fixed costs (its second pass, launch, the last wave)
-# weigh on 1 GiB. On an H200 a 1 GiB sum read 3.75 TB/s, while 2.56 GB read 4.29 and 25.6 GB
-# 4.41 TB/s, and the fused gradient over 25.6 GB reached 3.97: a floor it beat. 8 GiB takes
-# about 2 ms; at most a sixteenth of the device's memory.
+# The read probe (the floor) reads more. On CUDA a sum's fixed costs (its second pass, launch, the
+# last wave) weigh on 1 GiB: on an H200 a 1 GiB sum read 3.75 TB/s, while 2.56 GB read 4.29 and
+# 25.6 GB 4.41 TB/s, and the fused gradient over 25.6 GB reached 3.97, a floor it beat. 8 GiB
+# takes about 2 ms; at most a sixteenth of the device's memory. On the CPU a sum must outgrow the
+# last-level cache, which a VM may report at hundreds of MiB: the 2-core machine's 480 MiB L3 read
+# 52 GB/s over 64 MiB and 24 GB/s over 256 MiB or more. Twice the L3, within READ_PROBE_CPU_BYTES.
 READ_PROBE_BYTES = {"cuda": 8 * 2**30, "cpu": PROBE_BYTES["cpu"]}
+READ_PROBE_CPU_BYTES = (64 * 2**20, 512 * 2**20)  # 512 MiB: 0.5 s of one thread at 12 GB/s
 PROBE_REPS = 5
 
 WARM_DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
@@ -156,7 +161,25 @@ def read_probe_bytes(device: str | torch.device) -> int:
     size = READ_PROBE_BYTES.get(device.type, READ_PROBE_BYTES["cpu"])
     if device.type == "cuda":
         size = min(size, torch.cuda.get_device_properties(device).total_memory // 16)
+    elif device.type == "cpu":
+        low, high = READ_PROBE_CPU_BYTES
+        size = min(max(size, low, 2 * last_level_cache_bytes()), high)
     return size
+
+
+def last_level_cache_bytes() -> int:
+    """The largest CPU cache Linux reports for cpu0 (sysfs; 0 where there is none to read)."""
+    sizes = []
+    for index in Path("/sys/devices/system/cpu/cpu0/cache").glob("index*"):
+        try:
+            text = (index / "size").read_text().strip().upper()
+        except OSError:
+            continue
+        unit = {"K": 2**10, "M": 2**20, "G": 2**30}.get(text[-1:], 1)
+        digits = text.rstrip("KMG")
+        if digits.isdigit():
+            sizes.append(int(digits) * unit)
+    return max(sizes, default=0)
 
 
 def _key(device: str | torch.device) -> str:
