@@ -30,8 +30,10 @@ LOW_PRECISION = (torch.float16, torch.bfloat16)
 # not memory traffic nor the ~7 ops of Python per block.
 # Measured again (benchmarks/fused_floor.py, quiet, best of 5): 2 threads, 32 to 33 ms for blocks
 # of 1 to 8 MiB, whether each block's X^T g is addmv_, a matmul or addmv_ into a reused buffer,
-# against 34 ms eager and 5.5 ms for one read at the read probe's 50 GB/s; 1 thread, about 60 ms
-# for all of them. The gemvs' arithmetic, not memory, is this CPU's limit: 5.9x the read floor.
+# against 34 ms eager; 1 thread, about 60 ms for all of them. Against memory's floor (a sum over
+# twice the L3: 24 GB/s, 11.4 ms for one read of X and y; a 64 MiB probe had read 50 GB/s from
+# the VM's 480 MiB L3) the best blocks, 24 ms, are 2.1x the floor: the gemvs' arithmetic is the
+# rest, and a one-pass loop compiled for the CPU is what would close it.
 CPU_BLOCK_BYTES = 2 * 2**20
 MIN_BLOCK_ROWS = 256  # rows wider than the cache still go in blocks: a loop per row would crawl
 
