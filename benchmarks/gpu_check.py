@@ -126,12 +126,12 @@ def crossover(device: str, smoke: bool, out: Path) -> list[str]:
 def cell_text(r: pd.Series) -> str:
     """'2.14 ms memory 0.28': the median, the profiled step's bound and the share of the read
     floor reached; ✗ where the gradient disagrees with the reference."""
-    if r["time_median_s"] != r["time_median_s"]:  # NaN: not timed
+    if pd.isna(r["time_median_s"]):  # not timed
         return str(r["status"])
     parts = [f"{r['time_median_s'] * 1e3:.3g} ms"]
     if isinstance(r.get("bound"), str):
         parts.append(r["bound"])
-    if r.get("floor_fraction") == r.get("floor_fraction") and r.get("floor_fraction") is not None:
+    if pd.notna(r.get("floor_fraction")):
         parts.append(f"{r['floor_fraction']:.2f}")
     return " ".join(parts) + ("" if r["agree"] is True else " ✗")
 

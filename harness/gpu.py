@@ -25,7 +25,7 @@ PROBE_BYTES = {"cuda": 1024 * 2**20, "cpu": 64 * 2**20}
 # takes about 2 ms; at most a sixteenth of the device's memory. On the CPU a sum must outgrow the
 # last-level cache, which a VM may report at hundreds of MiB: the 2-core machine's 480 MiB L3 read
 # 52 GB/s over 64 MiB and 24 GB/s over 256 MiB or more. Twice the L3, within READ_PROBE_CPU_BYTES.
-READ_PROBE_BYTES = {"cuda": 8 * 2**30, "cpu": PROBE_BYTES["cpu"]}
+READ_PROBE_CUDA_BYTES = 8 * 2**30
 READ_PROBE_CPU_BYTES = (64 * 2**20, 512 * 2**20)  # 512 MiB: 0.5 s of one thread at 12 GB/s
 PROBE_REPS = 5
 
@@ -158,13 +158,10 @@ def read_probe_gbps(device: str | torch.device, nbytes: int | None = None, reps:
 
 def read_probe_bytes(device: str | torch.device) -> int:
     device = torch.device(device)
-    size = READ_PROBE_BYTES.get(device.type, READ_PROBE_BYTES["cpu"])
     if device.type == "cuda":
-        size = min(size, torch.cuda.get_device_properties(device).total_memory // 16)
-    elif device.type == "cpu":
-        low, high = READ_PROBE_CPU_BYTES
-        size = min(max(size, low, 2 * last_level_cache_bytes()), high)
-    return size
+        return min(READ_PROBE_CUDA_BYTES, torch.cuda.get_device_properties(device).total_memory // 16)
+    low, high = READ_PROBE_CPU_BYTES
+    return min(max(low, 2 * last_level_cache_bytes()), high)
 
 
 def last_level_cache_bytes() -> int:
