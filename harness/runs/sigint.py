@@ -7,6 +7,9 @@ cleanup that keeps the finished cells is not torn in turn; the third leaves at o
 finished family is already fsync'd in records.jsonl). The handler is never swapped, so a signal
 cannot fall between two handlers; and it counts, so one whose KeyboardInterrupt a library
 swallowed (a bare `except:` inside an import or ray.init) is still seen at the next `check`.
+A KeyboardInterrupt raised where Python cannot propagate it (a callback run at fork, a
+finalizer) would be printed as "Exception ignored in ..." with a traceback: the block's
+unraisable hook drops those quietly, and `check` raises the interrupt at the next safe point.
 """
 
 from __future__ import annotations
@@ -54,10 +57,23 @@ def installed() -> Iterator[None]:
         yield
         return
     previous = signal.signal(signal.SIGINT, _handler)
+    hook = sys.unraisablehook
+    sys.unraisablehook = _unraisable(hook)
     try:
         yield
     finally:
         signal.signal(signal.SIGINT, previous)
+        sys.unraisablehook = hook
+
+
+def _unraisable(hook):
+    def quiet(unraisable) -> None:
+        if isinstance(unraisable.exc_value, KeyboardInterrupt) and _State.count:
+            _State.raised = False  # not raised anywhere it could be caught: `check` raises it again
+            return
+        hook(unraisable)
+
+    return quiet
 
 
 def ensure() -> None:
