@@ -16,7 +16,6 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from . import agreement as agr
 from . import gpu
 from .env import device_name
 from .family import Family
@@ -27,6 +26,7 @@ from .problems import get_problem
 from .problems.base import Problem
 from .profiling import profile_records
 from .record import (
+    PREVIEW,
     agreement_fields,
     fail,
     flat_params,
@@ -36,6 +36,7 @@ from .record import (
     preview,
     timing_fields,
 )
+from .reference import rows_of
 from .schema import Record
 
 DTYPES = {
@@ -48,7 +49,7 @@ MODES = ("gradient", "train")
 DEVICES = ("cpu", "cuda")
 # Fields added after runs were first stored, with the value every earlier cell implied: left out
 # of the id while they hold it, so a cell measured before keeps its id (resume, compare).
-LATER_FIELDS = {"device": "cpu"}
+LATER_FIELDS = {"device": "cpu", "c": None}
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,7 @@ class Cell:
     n: int | None = None
     d: int | None = None
     h: int | None = None
+    c: int | None = None  # classes (softmax)
     mode: str = "gradient"
     seed: int = 0
     data: str = "random"
@@ -85,7 +87,7 @@ class Cell:
         return parse_pattern(self.pattern).k
 
     def problem_instance(self) -> Problem:
-        return get_problem(self.problem)(n=self.n, d=self.d, h=self.h, data=self.data)
+        return get_problem(self.problem)(n=self.n, d=self.d, h=self.h, c=self.c, data=self.data)
 
     def skip_reason(self) -> str | None:
         """Why this cell cannot run on its device, or None. Unknown names raise ValueError."""
@@ -157,12 +159,12 @@ def run_family(
             fail(r, exc)
         return list(records.values())
 
-    with torch.no_grad():
-        output = preview(setup.problem.output(setup.params, setup.data))
+    with torch.no_grad():  # the first rows' outputs: all that is previewed (n x c logits are large)
+        output = preview(setup.problem.output(setup.params, rows_of(setup.problem, setup.data, 0, PREVIEW)))
     for r in records.values():
         r.update(
-            tol=setup.tol,
-            condition=setup.tol / agr.tolerance(setup.dtype, setup.problem.reduction_length()),
+            tol=setup.truth.tol,
+            condition=setup.truth.condition,
             output_preview=output,
             bytes_moved=setup.min_bytes(),
             setup_s=setup.setup_s,

@@ -4,14 +4,17 @@ Read in this order: a non-finite gradient; a gradient on its reference's line wi
 (a sign, an integer factor, 1/integer, a ratio of the sizes such as n/(n-1), or another constant);
 one parameter or more off by such a factor while the rest agree; a wrong direction, parameter by
 parameter, "upstream" only where the problem declares its layers. A formula wrong in float64,
-where the cell's own dtype let it through, is said first.
+where the cell's own dtype let it through, is said first. A user's Function has two more: a
+forward whose loss is wrong (said first, apart from the gradient), and a backward that ignores
+its incoming gradient, which is right when backpropagated alone (grad_output 1) and k times too
+large under k micro-batches whose losses were scaled by 1/k.
 """
 
 from __future__ import annotations
 
 import math
 
-from .agreement import Agreement, Part
+from .agreement import Agreement, GradOutputCheck, LossCheck, Part
 
 INTEGER_TOL = 1e-3  # a scale within this (relative) of an integer or 1/integer is named as one
 RATIO_TOL = 0.05  # ... of a ratio of sizes v: within this share of |v - 1| (and INTEGER_TOL)
@@ -53,8 +56,8 @@ def _ratios(sizes: dict[str, int | None]) -> list[tuple[int, int, str]]:
         if v is not None and v >= 3:
             out.append((v, v - 1, f"divided by {name}-1 where {name} was meant"))
             out.append((v - 1, v, f"divided by {name} where {name}-1 was meant"))
-    for a in ("n", "d", "h"):
-        for b in ("n", "d", "h"):
+    for a in ("n", "d", "h", "c"):
+        for b in ("n", "d", "h", "c"):
             if a != b and a in known and b in known and known[a] != known[b]:
                 out.append((known[a], known[b], f"divided by {b} where {a} was meant"))
     return out
@@ -118,22 +121,91 @@ def _shape(a: Agreement, sizes, layers) -> str:
     return text
 
 
+def _forward(f: LossCheck, sizes) -> str:
+    """What is wrong with the loss a Function's forward returned."""
+    if not math.isfinite(f.value):
+        return f"the forward is wrong: it returned a non-finite loss ({f.value})"
+    if f.reference and abs(f.scale - 1) <= 0.5:  # close: a rounding or a small term, not a factor
+        return (
+            f"the forward's loss is off by rel_err {f.rel_err:.1e} over its tolerance {f.tol:.1e} "
+            f"({f.value:.8g} against {f.reference:.8g})"
+        )
+    if f.scale < 0:
+        return (
+            f"the forward is wrong: its loss has the opposite sign ({f.value:.6g} against {f.reference:.6g})"
+        )
+    named = name_scale(f.scale, sizes, "the reference loss")
+    if named.endswith("a stray constant factor?"):
+        named = f"{f.scale:.3f}x the reference loss ({f.value:.6g} against {f.reference:.6g})"
+    return f"the forward is wrong: its loss is {named}"
+
+
+def _grad_output(g: GradOutputCheck) -> str:
+    if g.ignored:
+        return (
+            f"the backward ignores its incoming gradient (grad_output): ({g.weight:g} * loss).backward() "
+            "gave the gradient of loss.backward()"
+        )
+    return (
+        f"the backward does not scale by its incoming gradient (grad_output): ({g.weight:g} * loss)"
+        f".backward() gave {g.scale:.3f}x {g.weight:g} x the gradient of loss.backward()"
+    )
+
+
+def _accumulated(a: Agreement, pattern: str | None, k: int) -> str:
+    """A gradient wrong because its backward mishandles grad_output, under this pattern."""
+    why = _grad_output(a.grad_output)
+    name = (pattern or "").partition(":")[0]
+    if a.within_tol:  # grad_output was 1 here: right by luck
+        return (
+            f"{why}; right under {pattern or 'this pattern'} only because grad_output is 1 there: gradient "
+            "accumulation (microbatch:k, uneven:k), loss scaling and weighted losses get it wrong"
+        )
+    if name == "microbatch":
+        how = f"each of the {k} micro-batches' losses was scaled by 1/{k} before backward()"
+    elif name == "uneven":
+        how = f"each of the {k} micro-batches' losses was scaled by n_i/N before backward()"
+    else:
+        how = "the loss was scaled before backward()"
+    return f"{a.scale:.3f}x the reference under {pattern}: {why}, and {how}"
+
+
 def diagnose(
     a: Agreement,
     n: int | None = None,
     k: int = 1,
     d: int | None = None,
     h: int | None = None,
+    c: int | None = None,
     layers: tuple[tuple[str, ...], ...] = (),
+    pattern: str | None = None,
 ) -> str | None:
     """A sentence naming the likely bug when a gradient disagrees; None when it agrees.
 
-    `layers` groups the parameters by layer, input side first (Problem.layers)."""
+    `layers` groups the parameters by layer, input side first (Problem.layers); `pattern` is the
+    cell's (microbatch:4), which a backward that ignores grad_output is wrong under."""
     if a.agree:
         return None
-    sizes = {"n": n, "k": k, "d": d, "h": h}
+    sizes = {"n": n, "k": k, "d": d, "h": h, "c": c}
+    if a.forward_wrong:
+        rest = _gradient(a, sizes, layers, pattern, k)
+        return _forward(a.forward, sizes) + ("; the gradient agrees" if rest is None else f"; and {rest}")
+    return _gradient(a, sizes, layers, pattern, k)
+
+
+def _gradient(a: Agreement, sizes, layers, pattern, k) -> str | None:
+    """What is wrong with the gradient (None when nothing is)."""
+    if a.within_tol and not a.formula_wrong and not a.grad_output_wrong:
+        return None
     if not math.isfinite(a.rel_err) or not math.isfinite(a.scale):
         return "non-finite gradient: overflow, or a NaN in the data or the formula"
+    if a.scale == 0:
+        return (
+            "the gradient is zero: underflow (a mean's 1/n below the dtype's smallest normal, flushed "
+            "to zero), or a backward that never wrote it"
+        )
+    if a.grad_output_wrong:
+        return _accumulated(a, pattern, k)
     twin = a.twin
     if a.within_tol and twin is not None:  # only float64 shows it: say so first
         return (

@@ -1,6 +1,5 @@
-"""What a family of cells shares, built once: the problem, its inputs on the device, the float64
-reference and tolerances, the smaller float64 inputs of the methods' twins; and the check of a
-method's gradient against them."""
+"""What a family of cells shares, built once: the problem, its inputs on the device, and the
+float64 truth (harness.reference); and the check of a method's gradient against it."""
 
 from __future__ import annotations
 
@@ -12,18 +11,21 @@ import torch
 
 from . import agreement as agr
 from . import gpu
-from . import reference as ref
 from .diagnosis import diagnose
 from .methods import Method
 from .patterns import Pattern
 from .problems.base import Problem, Tensors
-from .record import preview
+from .record import one_line, preview
+from .reference import Truth
+
+# what a Function's loss is scaled by to see its backward take grad_output: a power of 2, so
+# that a backward that does scales exactly, and any difference is the backward's
+GRAD_OUTPUT_WEIGHT = 0.25
 
 
 @dataclass
 class Family:
-    """What a family shares: the problem, its inputs on the device, the float64 reference, and
-    the smaller float64 inputs of the methods' twins (see reference.py)."""
+    """What a family shares: the problem, its inputs on the device, the float64 truth."""
 
     problem: Problem
     pattern: Pattern
@@ -31,13 +33,7 @@ class Family:
     device: torch.device
     params: Tensors
     data: Tensors
-    reference: agr.Reference
-    twin: tuple[Problem, Tensors, Tensors]
-    twin_reference: Tensors
-    tol: float  # of all parameters at once; per parameter in param_tol
-    param_tol: dict[str, float]
-    formula_tol: float  # of the float64 twin
-    formula_param_tol: dict[str, float]
+    truth: Truth
     setup_s: float
 
     @classmethod
@@ -50,30 +46,11 @@ class Family:
         # its own generator (CUDA's Philox draws differ from the CPU's Mersenne Twister)
         params, data = problem.make(torch.Generator(device).manual_seed(seed))
         params = {k: v.to(device, dtype) for k, v in params.items()}
-        data = {k: v.to(device, dtype) for k, v in data.items()}
-        reference = agr.reference_of(problem, params, data, ref.reference_grad(problem, params, data))
-        tol, param_tol = reference.tolerances(dtype, problem.reduction_length())
-        formula_tol, formula_param_tol = reference.formula_tolerances()
-        twin = ref.twin_inputs(problem, params, data, multiple=pattern.k if pattern.needs_batch else 1)
-        same = twin[0] is problem
+        # integer data (class labels) are indices: never cast to the cell's dtype
+        data = {k: v.to(device, dtype) if v.is_floating_point() else v.to(device) for k, v in data.items()}
+        truth = Truth.of(problem, params, data, dtype, multiple=pattern.k if pattern.needs_batch else 1)
         gpu.synchronize(device)
-        return cls(
-            problem=problem,
-            pattern=pattern,
-            dtype=dtype,
-            device=device,
-            params=params,
-            data=data,
-            reference=reference,
-            twin=twin,
-            # on the whole data, the twin's reference is the reference, up to float64 rounding
-            twin_reference=reference.grad if same else ref.reference_grad(*twin),
-            tol=tol,
-            param_tol=param_tol,
-            formula_tol=formula_tol,
-            formula_param_tol=formula_param_tol,
-            setup_s=time.perf_counter() - started,
-        )
+        return cls(problem, pattern, dtype, device, params, data, truth, time.perf_counter() - started)
 
     def stepper(self, method: type[Method]) -> Method:
         return method(self.problem, self.params, self.data)
@@ -81,29 +58,59 @@ class Family:
     def sync(self, method: type[Method]) -> Callable[[], None]:
         return lambda: method.synchronize(self.device)
 
-    def _compare(self, grads: Tensors, reference: Tensors, tol: float, param_tol: dict) -> agr.Agreement:
-        return agr.compare(grads, reference, self.pattern.multiplier, tol, param_tol)
-
     def check(self, method: type[Method], stepper: Method) -> tuple[agr.Agreement, list]:
         """Agreement of what the stepper's gradient buffer holds, with its verdict. The same
         method's float64 twin (on a subsample of rows when the data are large) tells a wrong
         formula from rounding, and decides too: a formula wrong in float64 is a mismatch whatever
         this dtype's tolerance lets through. A float64 cell is its own twin; a method without one
-        (a second compile) goes unchecked in float64, and its record says so (f64_checked). The
-        twin's tolerance is the whole data's condition: never tighter than the subsample's."""
+        (a second compile) goes unchecked in float64, and its record says so (f64_checked), as
+        does one whose twin cannot run (a Function without float64: f64_note). The twin's
+        tolerance is the whole data's condition: never tighter than the subsample's. A user's
+        Function also has the loss its forward returns checked, and its backward probed for
+        taking grad_output."""
+        t = self.truth
         grads = stepper.grads()
-        a = self._compare(grads, self.reference.grad, self.tol, self.param_tol)
+        a = agr.compare(grads, t.reference.grad, self.pattern.multiplier, t.tol, t.param_tol)
         if self.dtype == torch.float64:
-            a.twin = self._compare(grads, self.reference.grad, self.formula_tol, self.formula_param_tol)
+            a.twin = agr.compare(
+                grads, t.reference.grad, self.pattern.multiplier, t.formula_tol, t.formula_param_tol
+            )
         elif method.float64_twin:
-            s64 = method(*self.twin)
-            step64 = self.pattern.bind(s64)
-            step64()
-            step64()
-            a.twin = self._compare(s64.grads(), self.twin_reference, self.formula_tol, self.formula_param_tol)
+            a.twin_skipped = method.twin_skip_reason(type(self.problem))
+            if a.twin_skipped is None:
+                try:
+                    a.twin = self._twin(method)
+                except Exception as exc:  # a kernel with no float64 path: the cell's dtype still judges
+                    a.twin_skipped = f"the float64 twin raised {one_line(exc)}"
+        if method.custom_function:
+            self._check_function(method, a)
         p = self.problem
-        a.diagnosis = diagnose(a, p.n, self.pattern.k, d=p.d, h=p.h, layers=p.layers)
+        a.diagnosis = diagnose(
+            a, p.n, self.pattern.k, d=p.d, h=p.h, c=p.c, layers=p.layers, pattern=self.pattern.spec
+        )
         return a, preview(grads)
+
+    def _twin(self, method: type[Method]) -> agr.Agreement:
+        s64 = method(*self.truth.twin)
+        step64 = self.pattern.bind(s64)
+        step64()
+        step64()
+        t = self.truth
+        return agr.compare(
+            s64.grads(), t.twin_reference, self.pattern.multiplier, t.formula_tol, t.formula_param_tol
+        )
+
+    def _check_function(self, method: type[Method], a: agr.Agreement) -> None:
+        """The loss the Function returns on the whole data against the reference loss; and
+        (w * loss).backward() against w times loss.backward()'s gradient."""
+        probe = self.stepper(method)
+        probe.clear()
+        value = probe.evaluate(self.data, 1.0)
+        plain = {k: v.detach().clone() for k, v in probe.grads().items()}
+        probe.clear()
+        probe.evaluate(self.data, GRAD_OUTPUT_WEIGHT)
+        a.forward = agr.LossCheck(float(value), self.truth.reference.loss, self.truth.loss_tol)
+        a.grad_output = agr.check_grad_output(probe.grads(), plain, GRAD_OUTPUT_WEIGHT, self.truth.tol)
 
     def min_bytes(self) -> int | None:
         return self.problem.min_bytes(torch.empty((), dtype=self.dtype).element_size())

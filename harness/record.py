@@ -32,7 +32,7 @@ def preview(t: Tensors | torch.Tensor) -> list[float]:
     flat = (
         torch.cat([v.detach().reshape(-1)[:PREVIEW].cpu().double() for v in t.values()])
         if isinstance(t, dict)
-        else t.detach().reshape(-1).cpu().double()
+        else t.detach().reshape(-1)[:PREVIEW].cpu().double()
     )
     return [float(x) for x in flat[:PREVIEW]]
 
@@ -74,9 +74,16 @@ def raised_at(exc: BaseException) -> str | None:
     return None
 
 
+def one_line(exc: BaseException) -> str:
+    """`Type: message` on one line (torch's messages run over several, with hints)."""
+    return " ".join(f"{type(exc).__name__}: {exc}".split())
+
+
 def fail(record: dict, exc: BaseException) -> None:
-    where = raised_at(exc)
-    error = f"{type(exc).__name__}: {exc}" + (f" ({where})" if where else "")
+    # where the user can act: the innermost project frame of the cause (the user's backward,
+    # for an error the harness re-raised naming its Function), else of the exception itself
+    where = (exc.__cause__ is not None and raised_at(exc.__cause__)) or raised_at(exc)
+    error = one_line(exc) + (f" ({where})" if where else "")
     record.update(status=status_of(exc), error=error, finished_at=now())
     if record["status"] == "oom" and torch.cuda.is_available():
         torch.cuda.empty_cache()
@@ -84,8 +91,9 @@ def fail(record: dict, exc: BaseException) -> None:
 
 def agreement_fields(a: Agreement, preview: list) -> dict:
     """The verdict: `agree` is the cell's dtype within its tolerance and, where the method has a
-    float64 twin (`f64_checked`), its formula right in float64."""
-    return {
+    float64 twin (`f64_checked`), its formula right in float64; for a user's Function, its
+    forward's loss right and its backward scaled by grad_output too."""
+    fields = {
         "rel_err": a.rel_err,
         "max_abs_err": a.max_abs_err,
         "scale": a.scale,
@@ -94,8 +102,20 @@ def agreement_fields(a: Agreement, preview: list) -> dict:
         "diagnosis": a.diagnosis,
         "f64_rel_err": a.twin.rel_err if a.twin is not None else None,
         "f64_checked": a.twin is not None,
+        "f64_note": a.twin_skipped,
         "grad_preview": preview,
     }
+    if a.forward is not None:
+        fields.update(
+            loss_value=a.forward.value,
+            loss_reference=a.forward.reference,
+            loss_rel_err=a.forward.rel_err,
+            loss_tol=a.forward.tol,
+            loss_agree=a.forward.agree,
+        )
+    if a.grad_output is not None:
+        fields["grad_output_scale"] = a.grad_output.scale
+    return fields
 
 
 def timing_fields(

@@ -1,36 +1,135 @@
-"""The float64 reference gradient, computed where the cell's data live, in chunks of rows.
+"""The float64 truth of a family, and what its condition allows: the reference gradient and loss,
+the sizes their rounding error scales with, the tolerances, the float64 twin's inputs.
 
-The reference is autograd in float64 from the cell's inputs already rounded to its dtype and
-then upcast, so that what is measured is the error of the computation alone, not of rounding the
-inputs (which alone is 1.3e-3 in bfloat16). A float64 copy of the data doubles (or quadruples, for
-half types) their memory: at n = 1e8, d = 64 that is 51 GB beside 25.6 GB of float32. For a
-problem whose loss is a mean over its samples (`batched` data), the gradient over N rows is the
-weighted sum of the gradients of row chunks,
+The reference is autograd of the problem's plain `loss` in float64, from the cell's inputs
+already rounded to its dtype and then upcast, so that what is measured is the error of the
+computation alone, not of rounding the inputs (which alone is 1.3e-3 in bfloat16). A user's own
+Function never computes it: a wrong backward would be its own judge.
+
+A float64 copy of the data doubles (or quadruples, for half types) their memory: at n = 1e8,
+d = 64 that is 51 GB beside 25.6 GB of float32. For a problem whose loss is a mean over its
+samples (`batched` data), the gradient over N rows is the weighted sum of the gradients of row
+chunks,
 
     grad J = sum_i (n_i / N) grad J_i,        J_i the mean loss over chunk i of n_i rows,
 
 the uneven pattern's own algebra, so only one chunk is ever in float64 and memory stays near the
-cell's own data. Problems without a sample axis are small and take one piece.
+cell's own data. Problems without a sample axis are small and take one piece. Integer data
+(class labels) are never rounded nor upcast: they are indices, not numbers to round.
+
+`Truth.of` is what a family builds once; `harness.agreement` compares a gradient with it.
 """
 
 from __future__ import annotations
+
+import math
+from dataclasses import dataclass
 
 import torch
 
 from .problems.base import Problem, Tensors
 
-# rows per float64 chunk: 2^20 rows of d = 64 are 512 MiB in float64, 2x that with autograd's
-# saved tensors; small against any device that holds the data, large enough that the Python
-# loop over chunks is cheap (100 chunks at n = 1e8)
-CHUNK_ROWS = 2**20
+# float64 numbers per chunk of rows: 2^26 (512 MiB, 2x that with autograd's saved tensors) is
+# 2^20 rows of d = 64, small against any device that holds the data, large enough that the
+# Python loop over chunks is cheap (100 chunks at n = 1e8, d = 64)
+CHUNK_NUMBERS = 2**26
 # the float64 twin of a method (the formula check) runs on at most this many rows: a formula
 # that is wrong is wrong on any sample, and a twin at n = 1e8 would need the float64 copy whole
 TWIN_ROWS = 2**16
 
+# Unit roundoff u = 2^-p of each dtype (p = significand bits).
+UNIT_ROUNDOFF = {
+    torch.float64: 2.0**-53,
+    torch.float32: 2.0**-24,
+    torch.float16: 2.0**-11,
+    torch.bfloat16: 2.0**-8,
+}
+
+# Tolerance on the normwise relative error: TOL_FACTOR[dtype] * (u + u_acc sqrt(L)), L the
+# problem's longest reduction, for a gradient whose terms do not cancel (Reference.condition
+# scales it where they do). Rounding each result to the dtype costs about u; summing L
+# terms errs by about sqrt(L) u_acc times the size of the partial sums when the rounding errors
+# are independent, where u_acc is the roundoff of the accumulator: float16 and bfloat16 sums and
+# matmuls accumulate in float32 on the CPU (and by default in cuBLAS), so their error does not
+# grow with L.
+# Factors from benchmarks/calibrate_tolerances.py (docs/agreement.md): each is about 4x the
+# worst correct gradient measured over every problem x method x pattern, 3 seeds, n up to 1e6,
+# correct gradients written unusually and at the least-squares optimum included. The cap keeps
+# every planted bug (relative errors of 0.5 and up) a failure in every dtype away from an
+# optimum. The loss a user's Function returns is held to the same model, its own condition.
+TOL_FACTOR = {
+    torch.float64: 4.0,
+    torch.float32: 4.0,
+    torch.float16: 8.0,
+    torch.bfloat16: 6.0,
+}
+TOL_CAP = 0.05
+
+# A float64 gradient written by hand must match the reference to this (times the condition),
+# or its formula is wrong.
+FORMULA_TOL = 1e-10
+
+# relative move of the inputs that input_sensitivity measures the gradient's response to: far
+# above float64's roundoff, small enough for the response to be linear
+SENSITIVITY_RHO = 2.0**-30
+
+# per-sample gradients are taken this many numbers at a time: on the CPU 2^21 (float64: 16 MB,
+# near the caches); on CUDA 2^27 (1 GiB), as each chunk costs tens of kernel launches: at 2^21,
+# n = 1e8 and d = 64 took 3,000 chunks and 5 to 9 s of a family's set-up on an H200
+_TERMS_CHUNK = {"cpu": 2**21, "cuda": 2**27}
+
+
+# -- what rounding a correct gradient costs ---------------------------------------------------
+
+
+def error_model(dtype: torch.dtype, reduction_length: int) -> float:
+    """The rounding error expected of a correct gradient, before the safety factor."""
+    u = UNIT_ROUNDOFF[dtype]
+    u_acc = min(u, UNIT_ROUNDOFF[torch.float32])
+    length = max(1, reduction_length)
+    model = u + u_acc * math.sqrt(length)
+    # A mean's backward scales by 1/L in the dtype itself. Below the smallest normal number
+    # (float16: 1/L < 6.1e-5, L > 16384) 1/L is subnormal, with absolute spacing 2 u tiny: a
+    # systematic relative error of up to u tiny L in every term (measured: 1.3e-2 for
+    # autograd at L = 1e6 in float16, where the manual gradient, scaling r first, had 1.9e-4).
+    tiny = torch.finfo(dtype).tiny
+    if 1 / length < tiny:
+        model += u * tiny * length
+    return model
+
+
+def tolerance(dtype: torch.dtype, reduction_length: int) -> float:
+    """The tolerance of a well-conditioned gradient (Reference.tolerances scales it)."""
+    return min(TOL_CAP, TOL_FACTOR[dtype] * error_model(dtype, reduction_length))
+
+
+def _ratio(size: float, norm: float) -> float:
+    """How many times larger than the result the quantities its rounding scales with are."""
+    if size == 0:
+        return 1.0
+    return max(1.0, size / norm) if norm > 0 else math.inf
+
+
+def _condition(dtype: torch.dtype, reduction_length: int, c_moved: float, c_terms: float) -> float:
+    """error_model with each part scaled by its own size over the result's: the roundoff u by
+    c_moved, the reduction's u_acc sqrt(L) by c_terms, a subnormal 1/L (an error in every term)
+    by the larger of the two; over error_model itself."""
+    u, model = UNIT_ROUNDOFF[dtype], error_model(dtype, reduction_length)
+    reduction = min(u, UNIT_ROUNDOFF[torch.float32]) * math.sqrt(max(1, reduction_length))
+    subnormal = model - u - reduction
+    return (u * c_moved + reduction * c_terms + subnormal * max(c_moved, c_terms)) / model
+
+
+# -- the reference -----------------------------------------------------------------------------
+
 
 def upcast(tensors: Tensors, dtype: torch.dtype) -> Tensors:
-    """Rounded to `dtype` (a no-op when they are already), then float64."""
-    return {k: v.detach().to(dtype).to(torch.float64) for k, v in tensors.items()}
+    """Rounded to `dtype` (a no-op when they are already), then float64; integer tensors (labels)
+    as they are."""
+    return {
+        k: v.detach().to(dtype).to(torch.float64) if v.is_floating_point() else v.detach()
+        for k, v in tensors.items()
+    }
 
 
 def rows_of(problem: Problem, data: Tensors, start: int, stop: int) -> Tensors:
@@ -38,23 +137,227 @@ def rows_of(problem: Problem, data: Tensors, start: int, stop: int) -> Tensors:
     return {k: (v[start:stop] if k in problem.batched else v) for k, v in data.items()}
 
 
-def reference_grad(problem: Problem, params: Tensors, data: Tensors, chunk_rows: int = CHUNK_ROWS) -> Tensors:
-    """d loss / d params in float64 from `params` and `data` as given (their dtype's rounding
-    kept), on their device, chunk by chunk of rows where the loss is a mean over samples."""
+def chunk_rows_of(problem: Problem) -> int:
+    """Rows per float64 chunk: CHUNK_NUMBERS over the numbers a sample holds."""
+    return max(1, CHUNK_NUMBERS // max(1, problem.row_width()))
+
+
+def row_chunks(problem: Problem, data: Tensors, chunk_rows: int | None = None) -> list[tuple[int, int]]:
+    """(start, stop) of the chunks of rows; one piece, (0, rows), for a problem with no sample
+    axis or data that fit one chunk."""
+    rows = problem.rows(data)
+    chunk_rows = chunk_rows or chunk_rows_of(problem)
+    if not problem.batched or rows <= chunk_rows:
+        return [(0, rows)]
+    return [(a, min(a + chunk_rows, rows)) for a in range(0, rows, chunk_rows)]
+
+
+def _pieces(problem: Problem, data: Tensors, chunks: list[tuple[int, int]]):
+    """(float64 piece, weight n_i / N) of each chunk."""
+    rows = problem.rows(data)
+    for a, b in chunks:
+        piece = data if len(chunks) == 1 else rows_of(problem, data, a, b)
+        yield upcast(piece, torch.float64), ((b - a) / rows if len(chunks) > 1 else 1.0)
+
+
+def reference(
+    problem: Problem, params: Tensors, data: Tensors, chunk_rows: int | None = None
+) -> tuple[torch.Tensor, Tensors]:
+    """(loss, d loss / d params) in float64, by autograd of the plain `loss`, from `params` and
+    `data` as given (their dtype's rounding kept), on their device, chunk by chunk of rows where
+    the loss is a mean over samples."""
     p64 = {k: v.detach().to(torch.float64).requires_grad_(True) for k, v in params.items()}
     keys = list(p64)
-    rows = problem.rows(data)
-    chunks = [(a, min(a + chunk_rows, rows)) for a in range(0, rows, chunk_rows)] if problem.batched else []
-    if len(chunks) <= 1:
-        chunks = [(0, rows)]
     total: dict[str, torch.Tensor] = {}
-    for a, b in chunks:
-        piece = upcast(rows_of(problem, data, a, b) if len(chunks) > 1 else data, torch.float64)
-        grads = torch.autograd.grad(problem.loss(p64, piece), [p64[k] for k in keys])
-        weight = (b - a) / rows if len(chunks) > 1 else 1.0
+    value = None
+    for piece, weight in _pieces(problem, data, row_chunks(problem, data, chunk_rows)):
+        loss = problem.loss(p64, piece)
+        grads = torch.autograd.grad(loss, [p64[k] for k in keys])
+        value = loss.detach() * weight if value is None else value + loss.detach() * weight
         for k, g in zip(keys, grads):
             total[k] = total[k].add_(g, alpha=weight) if k in total else g * weight
-    return total
+    return value, total
+
+
+def reference_grad(
+    problem: Problem, params: Tensors, data: Tensors, chunk_rows: int | None = None
+) -> Tensors:
+    """d loss / d params in float64 (see `reference`)."""
+    return reference(problem, params, data, chunk_rows)[1]
+
+
+# -- the sizes its rounding error scales with --------------------------------------------------
+
+
+def term_spread(problem: Problem, params: Tensors, data: Tensors, grad: Tensors) -> dict[str, float]:
+    """Per parameter, sqrt(sum over entries and samples of t^2), t = each sample's term of the
+    gradient (its own gradient over n, the loss being a mean over samples), from `data` as
+    given (upcast chunk by chunk, on their device). A problem with no sample axis sums no
+    terms: its spread is its gradient's norm. A problem that knows its per-sample sum of
+    squares in closed form (`Problem.per_sample_sumsq`: outer products, for a model linear in
+    its inputs) gives it at the cost of about one gradient; the rest take per-sample gradients
+    with torch.func, n x |params| numbers."""
+    own = {k: g.norm().item() for k, g in grad.items()}
+    if not problem.batched:
+        return own
+    rows = problem.rows(data)
+    device = next(iter(grad.values())).device
+    p64 = upcast(params, torch.float64)
+    sumsq = {k: torch.zeros((), dtype=torch.float64, device=device) for k in grad}
+    try:
+        if problem.has_per_sample_sumsq():
+            for piece, _ in _pieces(problem, data, row_chunks(problem, data)):
+                for k, s in problem.per_sample_sumsq(p64, piece).items():
+                    sumsq[k] += s
+        else:
+            _per_sample_sumsq(problem, p64, data, grad, sumsq, device)
+        total = {k: s.item() for k, s in sumsq.items()}  # one synchronization at the end
+    except Exception:  # a loss torch.func cannot batch: the normwise tolerance alone
+        return own
+    return {k: math.sqrt(s) / rows for k, s in total.items()}
+
+
+def _per_sample_sumsq(problem, p64, data, grad, sumsq, device) -> None:
+    fixed = upcast({k: v for k, v in data.items() if k not in problem.batched}, torch.float64)
+    grad_fn = torch.func.grad(problem.loss)
+    per_sample = torch.func.vmap(lambda p, row: grad_fn(p, {**fixed, **row}), in_dims=(None, 0))
+    numbers = _TERMS_CHUNK.get(device.type, _TERMS_CHUNK["cpu"])
+    if device.type == "cuda":  # at most 1/64 of the device's memory in float64, with room for its copies
+        numbers = min(numbers, torch.cuda.get_device_properties(device).total_memory // (8 * 64))
+    chunk = max(1, numbers // max(1, sum(g.numel() for g in grad.values())))
+    for start, stop in row_chunks(problem, data, chunk):
+        piece = upcast({k: data[k][start:stop].unsqueeze(1) for k in problem.batched}, torch.float64)
+        for k, g in per_sample(p64, piece).items():
+            sumsq[k] += (g * g).sum()  # on the device: one synchronization at the end, not one a chunk
+
+
+def loss_spread(problem: Problem, params: Tensors, data: Tensors, loss: float) -> float:
+    """sqrt(sum over samples of (l_i / n)^2), l_i each sample's own loss: what the loss's long
+    sum rounds, as term_spread for the gradient; |loss| when the problem has no sample axis or
+    torch.func cannot batch its loss."""
+    if not problem.batched:
+        return abs(loss)
+    rows = problem.rows(data)
+    p64 = upcast(params, torch.float64)
+    fixed = upcast({k: v for k, v in data.items() if k not in problem.batched}, torch.float64)
+    per_sample = torch.func.vmap(lambda p, row: problem.loss(p, {**fixed, **row}), in_dims=(None, 0))
+    total = 0.0
+    try:
+        for start, stop in row_chunks(problem, data):
+            piece = upcast({k: data[k][start:stop].unsqueeze(1) for k in problem.batched}, torch.float64)
+            total += (per_sample(p64, piece) ** 2).sum().item()
+    except Exception:
+        return abs(loss)
+    return math.sqrt(total) / rows
+
+
+def input_sensitivity(
+    problem: Problem, params: Tensors, data: Tensors, grad: Tensors, loss: float | None = None, draws: int = 3
+) -> tuple[dict[str, float], float]:
+    """Per parameter, |g(inputs (1 + rho e)) - g| / rho, e random signs, root mean square over
+    `draws`: how much the float64 gradient moves when every input moves by a relative rho; and
+    the same of the loss. Rounding a residual r = Xw - y whose terms are large (a good fit) moves
+    it by u |Xw| + u |y|, not u |r|: what `term_spread` misses, this sees. Chunked by rows as
+    the reference is; integer data (labels) are not moved."""
+    device = next(iter(grad.values())).device
+    gen = torch.Generator(device).manual_seed(0)
+
+    def moved(t: torch.Tensor) -> torch.Tensor:
+        if not t.is_floating_point():
+            return t
+        signs = torch.randint(0, 2, t.shape, generator=gen, device=t.device, dtype=t.dtype) * 2 - 1
+        return t * (1 + SENSITIVITY_RHO * signs)
+
+    keys, sumsq, loss_sumsq = list(grad), dict.fromkeys(grad, 0.0), 0.0
+    chunks = row_chunks(problem, data)
+    for _ in range(draws):
+        p = {k: moved(v).requires_grad_(True) for k, v in upcast(params, torch.float64).items()}
+        total = {k: torch.zeros_like(g) for k, g in grad.items()}
+        value = 0.0
+        for piece, weight in _pieces(problem, data, chunks):
+            out = problem.loss(p, {k: moved(v) for k, v in piece.items()})
+            for k, g in zip(keys, torch.autograd.grad(out, [p[k] for k in keys])):
+                total[k] += g * weight
+            value += out.item() * weight
+        for k in keys:
+            sumsq[k] += ((total[k] - grad[k]).norm().item() / SENSITIVITY_RHO) ** 2
+        if loss is not None:
+            loss_sumsq += ((value - loss) / SENSITIVITY_RHO) ** 2
+    return {k: math.sqrt(v / draws) for k, v in sumsq.items()}, math.sqrt(loss_sumsq / draws)
+
+
+@dataclass
+class Reference:
+    """The float64 gradient and loss, and per parameter the sizes their rounding error scales
+    with.
+
+    `terms`: the root sum of squares of the terms the gradient sums (term_spread): the partial
+    sums a long reduction rounds are this large where the terms cancel. `moved`: how far the
+    gradient moves per unit relative move of the inputs (input_sensitivity): what rounding the
+    inputs and the short sums inside each term costs. Both are as large as the gradient when
+    nothing cancels, and far larger near an optimum, where the gradient is tiny and its terms
+    are not. `loss_terms` and `loss_moved` are the same sizes of the loss."""
+
+    grad: Tensors
+    terms: dict[str, float]
+    moved: dict[str, float]
+    loss: float = math.nan
+    loss_terms: float = 0.0
+    loss_moved: float = 0.0
+
+    def _ratio(self, sizes: dict[str, float], keys) -> float:
+        norm = math.sqrt(sum(self.grad[k].double().norm().item() ** 2 for k in keys))
+        return _ratio(math.sqrt(sum(sizes[k] ** 2 for k in keys)), norm)
+
+    def condition(self, dtype: torch.dtype, reduction_length: int, keys=None) -> float:
+        """What the tolerance of a well-conditioned gradient is multiplied by (`_condition`)."""
+        keys = list(self.grad) if keys is None else list(keys)
+        c_moved, c_terms = self._ratio(self.moved, keys), self._ratio(self.terms, keys)
+        return _condition(dtype, reduction_length, c_moved, c_terms)
+
+    def tolerances(self, dtype: torch.dtype, reduction_length: int) -> tuple[float, dict[str, float]]:
+        """The tolerance of all parameters at once, and of each."""
+        base = tolerance(dtype, reduction_length)
+        return (
+            base * self.condition(dtype, reduction_length),
+            {k: base * self.condition(dtype, reduction_length, [k]) for k in self.grad},
+        )
+
+    def formula_tolerances(self) -> tuple[float, dict[str, float]]:
+        """FORMULA_TOL scaled the same way, for a float64 twin."""
+
+        def scaled(keys):
+            return FORMULA_TOL * max(self._ratio(self.moved, keys), self._ratio(self.terms, keys))
+
+        return scaled(list(self.grad)), {k: scaled([k]) for k in self.grad}
+
+    def loss_tolerance(self, dtype: torch.dtype, reduction_length: int) -> float:
+        """The tolerance of the loss a Function's forward returns, on its relative error: the
+        gradient's model with the loss's own condition."""
+        loss = abs(self.loss)
+        c_moved, c_terms = _ratio(self.loss_moved, loss), _ratio(self.loss_terms, loss)
+        return tolerance(dtype, reduction_length) * _condition(dtype, reduction_length, c_moved, c_terms)
+
+
+def reference_of(
+    problem: Problem, params: Tensors, data: Tensors, chunk_rows: int | None = None
+) -> Reference:
+    """The reference of these params and data (in the cell's dtype, on its device) with the sizes
+    its rounding error scales with."""
+    loss, grad = reference(problem, params, data, chunk_rows)
+    value = loss.item()
+    moved, loss_moved = input_sensitivity(problem, params, data, grad, value)
+    return Reference(
+        grad=grad,
+        terms=term_spread(problem, params, data, grad),
+        moved=moved,
+        loss=value,
+        loss_terms=loss_spread(problem, params, data, value),
+        loss_moved=loss_moved,
+    )
+
+
+# -- the float64 twin --------------------------------------------------------------------------
 
 
 def twin_inputs(
@@ -69,3 +372,42 @@ def twin_inputs(
         data = rows_of(problem, data, 0, rows)
         problem = problem.with_rows(rows)
     return problem, upcast(params, torch.float64), upcast(data, torch.float64)
+
+
+@dataclass
+class Truth:
+    """What a family's checks are held against, built once: the reference and its tolerances,
+    the float64 twin's inputs and their reference."""
+
+    reference: Reference
+    tol: float  # of all parameters at once; per parameter in param_tol
+    param_tol: dict[str, float]
+    condition: float  # what cancellation multiplied the tolerance by
+    formula_tol: float  # of the float64 twin
+    formula_param_tol: dict[str, float]
+    loss_tol: float  # of the loss a Function's forward returns
+    twin: tuple[Problem, Tensors, Tensors]
+    twin_reference: Tensors
+
+    @classmethod
+    def of(
+        cls, problem: Problem, params: Tensors, data: Tensors, dtype: torch.dtype, multiple: int = 1
+    ) -> Truth:
+        """The truth of a family in `dtype`; `multiple` is the pattern's k where it splits samples."""
+        ref = reference_of(problem, params, data)
+        length = problem.reduction_length()
+        tol, param_tol = ref.tolerances(dtype, length)
+        formula_tol, formula_param_tol = ref.formula_tolerances()
+        twin = twin_inputs(problem, params, data, multiple=multiple)
+        return cls(
+            reference=ref,
+            tol=tol,
+            param_tol=param_tol,
+            condition=tol / tolerance(dtype, length),
+            formula_tol=formula_tol,
+            formula_param_tol=formula_param_tol,
+            loss_tol=ref.loss_tolerance(dtype, length),
+            twin=twin,
+            # on the whole data, the twin's reference is the reference, up to float64 rounding
+            twin_reference=ref.grad if twin[0] is problem else reference_grad(*twin),
+        )

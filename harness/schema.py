@@ -36,6 +36,7 @@ class Record:
     n: int | None = col("identity", size=True)  # samples
     d: int | None = col("identity", size=True)  # features
     h: int | None = col("identity", size=True)  # hidden width
+    c: int | None = col("identity", size=True)  # classes
     seed: int | None = col("identity")
     data: str | None = col("identity")  # random, or a problem's fixed data set ("post")
     steps: int | None = col("identity")  # train mode
@@ -58,6 +59,15 @@ class Record:
     f64_rel_err: float | None = col("agreement")  # the same method in float64: the formula alone
     f64_checked: bool | None = col("agreement")  # False: the method has no float64 twin
     condition: float | None = col("agreement")  # what cancellation multiplied the tolerance by
+    f64_note: str | None = col("agreement")  # why the float64 twin was skipped, where it was
+    # a user's Function: the loss its forward returned against the float64 reference loss, and
+    # whether its backward scales by grad_output ((w * loss).backward() over w x the gradient)
+    loss_value: float | None = col("agreement")
+    loss_reference: float | None = col("agreement")
+    loss_rel_err: float | None = col("agreement")
+    loss_tol: float | None = col("agreement")
+    loss_agree: bool | None = col("agreement")
+    grad_output_scale: float | None = col("agreement")  # 1 when right; 1/w when grad_output is ignored
     grad_preview: list[float] | None = col("agreement")
     output_preview: list[float] | None = col("agreement")
     # timing, derived from the samples by measure.summarize and measure.paired_ratio

@@ -8,15 +8,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from harness import Cell, run_family
-from harness.agreement import TOL_FACTOR, Agreement, compare, tolerance
+from harness.agreement import Agreement, compare
 from harness.diagnosis import diagnose
 from harness.methods import method_names
 from harness.patterns import parse_pattern
 from harness.problems import problem_names
+from harness.reference import TOL_FACTOR, tolerance
 from helpers import NO_TIMING
 
-BUILTIN = ["chain", "vjp", "scalar", "weightsum", "linear1d", "linear", "logistic", "mlp"]
-EAGER = ["manual", "autograd", "autograd_grad", "func", "numpy"]
+BUILTIN = ["chain", "vjp", "scalar", "weightsum", "linear1d", "linear", "logistic", "mlp", "softmax"]
+# `function` runs where a problem has a function_loss (softmax's chunked Function)
+EAGER = ["manual", "autograd", "autograd_grad", "func", "numpy", "function"]
 PATTERNS = ["full", "zero", "microbatch:4", "uneven:3", "nozero:3", "retain:2"]
 SMALL = {
     "chain": {"n": 12},
@@ -27,6 +29,7 @@ SMALL = {
     "linear": {"n": 12, "d": 5},
     "logistic": {"n": 12, "d": 5},
     "mlp": {"n": 12, "d": 5, "h": 6},
+    "softmax": {"n": 12, "d": 5, "c": 7},
 }
 
 
@@ -73,6 +76,24 @@ LARGE = [
 ]
 
 
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+@pytest.mark.parametrize("pattern", ["full", "microbatch:4"])
+def test_large_n_softmax_never_fails_a_correct_gradient(dtype, pattern):
+    cells = [Cell("softmax", m, pattern=pattern, dtype=dtype, n=200_000, d=4, c=16) for m in EAGER]
+    for r in run_family(runnable(cells), timing=NO_TIMING):
+        assert r["status"] == "ok", (r["method"], r["rel_err"], r["tol"], r["diagnosis"])
+
+
+def test_float16_cross_entropy_underflows_at_large_n_and_is_named():
+    # F.cross_entropy's backward on the CPU in float16 writes (p - y) / n with subnormals flushed:
+    # at n = 65536 (1/n = 1.5e-5, below float16's smallest normal 6.1e-5) autograd's gradient is
+    # all zeros. The manual gradient, dividing P - Y by n in eager float16, keeps its subnormals.
+    cells = [Cell("softmax", m, dtype="float16", n=65_536, d=4, c=16) for m in ("manual", "autograd")]
+    manual, autograd = run_family(cells, timing=NO_TIMING)
+    assert manual["status"] == "ok"
+    assert autograd["status"] == "mismatch" and autograd["diagnosis"].startswith("the gradient is zero")
+
+
 @pytest.mark.parametrize(("problem", "sizes"), LARGE)
 def test_large_n_never_fails_a_correct_gradient(problem, sizes):
     # rounding grows with the length of the sums: n = 1e6 in every dtype the CPU runs
@@ -80,7 +101,10 @@ def test_large_n_never_fails_a_correct_gradient(problem, sizes):
     patterns = ["full"] if problem == "mlp" else ["full", "microbatch:4"]
     for dtype, pattern in itertools.product(["float32", "bfloat16", "float16"], patterns):
         cells = runnable(
-            [Cell(problem, m, pattern=pattern, dtype=dtype, **sizes) for m in ("manual", "autograd")]
+            [
+                Cell(problem, m, pattern=pattern, dtype=dtype, **sizes)
+                for m in ("manual", "autograd", "function")
+            ]
         )
         for r in run_family(cells, timing=NO_TIMING):
             assert r["status"] == "ok", (r["method"], dtype, pattern, r["rel_err"], r["tol"])

@@ -55,8 +55,8 @@ def test_family_seed_depends_on_problem_sizes_and_data_only(tmp_path):
     seeds = {n: {c.seed for c in cells if c.n == n} for n in (8, 16)}
     assert len(seeds[8]) == len(seeds[16]) == 1  # every dtype, method and pattern of a size
     assert seeds[8] != seeds[16]
-    assert seeds[8] == {family_seed(0, "linear", 8, 2, None, "random")}  # the same in every run
-    assert family_seed(1, "linear", 8, 2, None, "random") not in seeds[8]
+    assert seeds[8] == {family_seed(0, "linear", {"n": 8, "d": 2}, "random")}  # the same in every run
+    assert family_seed(1, "linear", {"n": 8, "d": 2}, "random") not in seeds[8]
 
 
 def test_families_differ_only_by_method(tmp_path):

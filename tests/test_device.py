@@ -25,10 +25,14 @@ SEED = ROOT / "experiments/seed.yaml"
 def test_the_device_is_in_the_id_and_cpu_ids_are_those_of_before():
     cpu, cuda = Cell("linear", "manual", n=8, d=2), Cell("linear", "manual", n=8, d=2, device="cuda")
     assert cpu.cell_id != cuda.cell_id and cpu.family != cuda.family
-    # a cell of a run stored before cells had a device keeps its id: the device left out at "cpu"
-    before = {k: v for k, v in asdict(cpu).items() if k != "device"}
+    # a cell of a run stored before cells had a device (or a class count c) keeps its id: the
+    # device left out at "cpu", c at None
+    before = {k: v for k, v in asdict(cpu).items() if k not in ("device", "c")}
     canonical = json.dumps(before, sort_keys=True, separators=(",", ":"))
     assert cpu.cell_id == hashlib.sha256(canonical.encode()).hexdigest()[:16]
+    assert (
+        Cell("softmax", "manual", n=8, d=2, c=3).cell_id != Cell("softmax", "manual", n=8, d=2, c=4).cell_id
+    )
 
 
 def test_records_say_the_device_they_ran_on():

@@ -1,9 +1,10 @@
 """How a gradient is obtained: one file per kind, each method registering itself on import."""
 
-from . import autograd, compiled, fused, graphed, hand_written  # noqa: F401
+from . import autograd, compiled, function, fused, graphed, hand_written  # noqa: F401
 from .autograd import Autograd, AutogradGrad, Func
 from .base import METHODS, Method, get_method, method_names, register_method
 from .compiled import Compiled
+from .function import Function
 from .graphed import Graphed
 from .hand_written import Manual, Numpy
 
@@ -13,6 +14,7 @@ __all__ = [
     "AutogradGrad",
     "Compiled",
     "Func",
+    "Function",
     "Graphed",
     "Manual",
     "Method",

@@ -48,6 +48,9 @@ class Method:
     devices: ClassVar[tuple[str, ...]] = ("cpu", "cuda")
     # whether its allocations are torch tensors visible at the dispatcher (measure.peak_bytes)
     traceable_memory: ClassVar[bool] = True
+    # whether it runs a user's torch.autograd.Function: the loss its forward returns is checked
+    # against the reference loss, and its backward probed for taking grad_output (`evaluate`)
+    custom_function: ClassVar[bool] = False
     # its place and look in reports: lower `order` first; `color` None takes a spare colour
     order: ClassVar[int] = 100
     color: ClassVar[str | None] = None
@@ -65,6 +68,11 @@ class Method:
         """Why this method cannot run the problem in `dtype` on `device`, or None."""
         if torch.device(device).type not in cls.devices:
             return f"{cls.name} runs on {' and '.join(DEVICE_WORDS.get(d, d) for d in cls.devices)} only"
+        return None
+
+    @classmethod
+    def twin_skip_reason(cls, problem: type[Problem]) -> str | None:
+        """Why this method cannot run the problem in float64 for its twin, or None."""
         return None
 
     @classmethod
@@ -88,6 +96,7 @@ class Method:
             "baseline": cls.baseline,
             "compiles": cls.compiles,
             "float64_twin": cls.float64_twin,
+            "custom_function": cls.custom_function,
             "devices": list(cls.devices),
             "order": cls.order,
             "color": cls.color,
@@ -122,6 +131,10 @@ class Method:
         else:
             for k, v in g.items():
                 self.buffers[k].add_(v, alpha=weight)
+
+    def evaluate(self, batch, weight: float = 1.0) -> torch.Tensor:
+        """accumulate(batch, weight), returning the loss evaluated (a `custom_function`'s)."""
+        raise NotImplementedError(f"{self.name} returns no loss of its own")
 
     def retained(self, batch, k: int) -> None:
         raise NotImplementedError(f"{self.name} has no retained graph")

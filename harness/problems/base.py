@@ -22,7 +22,7 @@ Arrays = dict[str, np.ndarray]
 class Problem:
     """One regression problem at fixed sizes.
 
-    Subclasses set `name`, `sizes` (which of n, d, h they take) and `batched` (the data keys whose
+    Subclasses set `name`, `sizes` (which of n, d, h, c they take) and `batched` (the data keys whose
     first dimension is the sample axis, split by micro-batch patterns; empty when the loss is
     not a mean over samples), and write `make`, `loss` and `manual_grad`.
     """
@@ -41,10 +41,21 @@ class Problem:
     expected_cost_ratio: ClassVar[float | None] = None
     expected_cost_ratio_why: ClassVar[str] = ""
 
+    # what a user's Function (`function_loss`) runs in and on: a Triton kernel has no float64, and
+    # runs on CUDA only. None: every dtype the cell may have. The method `function` skips the
+    # others with the reason, and a Function without float64 has its float64 twin skipped.
+    function_dtypes: ClassVar[tuple[str, ...] | None] = None
+    function_devices: ClassVar[tuple[str, ...]] = ("cpu", "cuda")
+
     def __init__(
-        self, n: int | None = None, d: int | None = None, h: int | None = None, data: str = "random"
+        self,
+        n: int | None = None,
+        d: int | None = None,
+        h: int | None = None,
+        c: int | None = None,
+        data: str = "random",
     ):
-        given = {"n": n, "d": d, "h": h}
+        given = {"n": n, "d": d, "h": h, "c": c}
         for size in SIZE_NAMES:
             value = given[size]
             if size in self.sizes:
@@ -54,7 +65,7 @@ class Problem:
                 raise ValueError(f"problem {self.name!r} takes sizes {self.sizes}, not {size}")
         if data not in self.datasets:
             raise ValueError(f"problem {self.name!r} has data sets {self.datasets}, not {data!r}")
-        self.n, self.d, self.h, self.data = n, d, h, data
+        self.n, self.d, self.h, self.c, self.data = n, d, h, c, data
 
     # -- to write in a subclass --------------------------------------------------------------
     def make(self, gen: torch.Generator) -> tuple[Tensors, Tensors]:
@@ -79,6 +90,20 @@ class Problem:
         """The same gradient in numpy, for the `numpy` method; optional."""
         raise NotImplementedError
 
+    def function_loss(self, params: Tensors, data: Tensors) -> torch.Tensor:
+        """The same loss as `loss`, computed through the user's torch.autograd.Function(s), for
+        the `function` method; optional. Its gradient and the value it returns are both judged
+        against autograd of the plain `loss` in float64, never against itself."""
+        raise NotImplementedError
+
+    def per_sample_sumsq(self, params: Tensors, data: Tensors) -> Tensors:
+        """Per parameter, the sum over samples and entries of the squared per-sample gradient,
+        sum_i |grad loss_i|^2 (loss_i the loss of sample i alone), as a 0-d float64 tensor, from
+        float64 inputs; optional. The tolerance's term spread needs it; without it, the harness
+        takes per-sample gradients (n x |params| numbers). A model linear in its inputs has
+        outer products for terms, whose sum of squares costs about one gradient."""
+        raise NotImplementedError
+
     def min_bytes(self, itemsize: int) -> int | None:
         """Bytes any gradient must read at least (the bandwidth floor); None when unknown."""
         return None
@@ -88,9 +113,22 @@ class Problem:
     def has_numpy(cls) -> bool:
         return cls.numpy_grad is not Problem.numpy_grad
 
+    @classmethod
+    def has_function(cls) -> bool:
+        return cls.function_loss is not Problem.function_loss
+
+    @classmethod
+    def has_per_sample_sumsq(cls) -> bool:
+        return cls.per_sample_sumsq is not Problem.per_sample_sumsq
+
     def with_rows(self, n: int) -> Problem:
         """The same problem at n samples (the float64 twin's subsample)."""
-        return type(self)(n=n, d=self.d, h=self.h, data=self.data)
+        return type(self)(n=n, d=self.d, h=self.h, c=self.c, data=self.data)
+
+    def row_width(self) -> int:
+        """The numbers one sample holds and makes on its way to the loss, about: what the float64
+        reference's chunks of rows are sized by (d for linear regression, d + c for softmax)."""
+        return sum(getattr(self, s) for s in self.sizes if s != "n") or 1
 
     def rows(self, data: Tensors) -> int:
         """Samples along the batch axis: what micro-batch patterns split."""
@@ -98,7 +136,7 @@ class Problem:
 
     def reduction_length(self) -> int:
         """The longest sum a gradient of this problem takes: what rounding error grows with."""
-        return max(s for s in (self.n, self.d, self.h) if s is not None) if self.sizes else 1
+        return max(s for s in (self.n, self.d, self.h, self.c) if s is not None) if self.sizes else 1
 
     @classmethod
     def declared(cls) -> dict:
@@ -109,6 +147,7 @@ class Problem:
             "sizes": list(cls.sizes),
             "expected_cost_ratio": cls.expected_cost_ratio,
             "expected_cost_ratio_why": cls.expected_cost_ratio_why,
+            "function": cls.has_function(),
         }
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from ..gpu import local_devices
 from ..invocation import gradbench_command
-from ..schema import STATUSES
+from ..schema import SIZE_NAMES, STATUSES
 from . import sigint
 from .config import load_config
 from .efficiency import sweep_efficiency
@@ -258,7 +258,7 @@ def _print_efficiency(efficiency: dict) -> None:
 
 
 def _describe_cell(cell) -> str:
-    sizes = " ".join(f"{s}={getattr(cell, s)}" for s in ("n", "d", "h") if getattr(cell, s) is not None)
+    sizes = " ".join(f"{s}={getattr(cell, s)}" for s in SIZE_NAMES if getattr(cell, s) is not None)
     train = f" steps={cell.steps} lr={cell.lr}" if cell.mode == "train" else ""
     return f"{cell.problem} {sizes} {cell.dtype} {cell.pattern} {cell.mode}{train}".replace("  ", " ")
 
@@ -286,7 +286,7 @@ def _print_summary(records, run_dir: Path, shown: int = 20) -> None:
         if len(bad):
             print(f"{status}:")
         for _, r in bad.head(shown).iterrows():
-            sizes = " ".join(f"{s}={int(r[s])}" for s in ("n", "d", "h") if r[s] == r[s] and r[s] is not None)
+            sizes = " ".join(f"{s}={int(r[s])}" for s in SIZE_NAMES if r.get(s) is not None and r[s] == r[s])
             where = f"{r['problem']} {sizes} {r['dtype']} {r['pattern']} {r['mode']} {r['method']}"
             err = f" rel_err {r['rel_err']:.2e} (tol {r['tol']:.1e})" if status == "mismatch" else ""
             print(f"  {where}:{err} {r[what]}")

@@ -131,6 +131,7 @@ class ProblemGrid(_Model):
     n: Sizes = None
     d: Sizes = None
     h: Sizes = None
+    c: Sizes = None
     data: str = "random"
     methods: Names = None
     patterns: Names = None

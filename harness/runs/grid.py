@@ -15,11 +15,15 @@ from ..problems import get_problem
 from ..schema import SIZE_NAMES
 from .config import Config, ConfigError, entry_field, lists_of
 
+_FIRST_SIZES = ("n", "d", "h")
 
-def family_seed(seed: int, problem: str, n: int | None, d: int | None, h: int | None, data: str) -> int:
+
+def family_seed(seed: int, problem: str, sizes: dict[str, int | None], data: str) -> int:
     """The data seed of one size of one problem: every dtype, method, pattern and mode of that
-    size sees the same draw, and so does every run with the same config seed."""
-    key = json.dumps([seed, problem, n, d, h, data]).encode()
+    size sees the same draw, and so does every run with the same config seed. Sizes added after
+    seeds were first drawn (c) count only where given, so earlier problems keep their draws."""
+    later = [sizes[s] for s in SIZE_NAMES if s not in _FIRST_SIZES and sizes.get(s) is not None]
+    key = json.dumps([seed, problem, *(sizes.get(s) for s in _FIRST_SIZES), data, *later]).encode()
     return int.from_bytes(hashlib.sha256(key).digest()[:4], "big") >> 1  # fits any torch seed
 
 
@@ -72,9 +76,10 @@ def expand(config: Config, available: Sequence[str] = ("cpu",), device: str | No
             lists = lists_of(config, entry)
             where = entry_field(config, name, i)
             sizes = [getattr(entry, s) or [None] for s in SIZE_NAMES]
-            for n, d, h in itertools.product(*sizes):
-                _check_k(config, where, lists["patterns"], get_problem(name), n)
-                seed = family_seed(top.seed, name, n, d, h, entry.data)
+            for values in itertools.product(*sizes):
+                size = dict(zip(SIZE_NAMES, values))
+                _check_k(config, where, lists["patterns"], get_problem(name), size["n"])
+                seed = family_seed(top.seed, name, size, entry.data)
                 specs = [device] if device else lists["devices"]
                 for mode, dtype, pattern, spec, method in itertools.product(
                     lists["modes"], lists["dtypes"], lists["patterns"], specs, lists["methods"]
@@ -87,9 +92,7 @@ def expand(config: Config, available: Sequence[str] = ("cpu",), device: str | No
                         pattern=pattern,
                         dtype=dtype,
                         device=on,
-                        n=n,
-                        d=d,
-                        h=h,
+                        **size,
                         mode=mode,
                         seed=seed,
                         data=entry.data,
