@@ -18,6 +18,8 @@ _WHERE = {
     "register_pattern": "patterns",
     "Problem": "problems",
     "register_problem": "problems",
+    "check": "runs.check",
+    "CheckResult": "runs.check",
 }
 
 __all__ = sorted([*_WHERE, "load"])

@@ -80,9 +80,11 @@ def one_line(exc: BaseException) -> str:
 
 
 def fail(record: dict, exc: BaseException) -> None:
-    # where the user can act: the innermost project frame of the cause (the user's backward,
-    # for an error the harness re-raised naming its Function), else of the exception itself
-    where = (exc.__cause__ is not None and raised_at(exc.__cause__)) or raised_at(exc)
+    # where the user can act: the line the exception names (a Function's backward, for an error
+    # of autograd's engine), the innermost project frame of its cause (the user's backward, for
+    # an error the harness re-raised naming its Function), else of the exception itself
+    where = getattr(exc, "where", None) or (exc.__cause__ is not None and raised_at(exc.__cause__))
+    where = where or raised_at(exc)
     error = one_line(exc) + (f" ({where})" if where else "")
     record.update(status=status_of(exc), error=error, finished_at=now())
     if record["status"] == "oom" and torch.cuda.is_available():

@@ -10,6 +10,9 @@ the Function.
 
 from __future__ import annotations
 
+import inspect
+from pathlib import Path
+
 import torch
 
 from .autograd import Autograd
@@ -17,7 +20,12 @@ from .base import DEVICE_WORDS, register_method
 
 
 class FunctionError(RuntimeError):
-    """An exception from a user's torch.autograd.Function, with the Function named."""
+    """An exception from a user's torch.autograd.Function, with the Function named; `where` is
+    its source line when the error came from autograd's engine rather than its own code."""
+
+    def __init__(self, message: str, where: str | None = None):
+        super().__init__(message)
+        self.where = where
 
 
 @register_method
@@ -59,7 +67,7 @@ class Function(Autograd):
             named = _raised_in(exc)
             if named is None:
                 raise
-            raise FunctionError(f"{named}.forward raised {_one_line(exc)}") from exc
+            raise FunctionError(f"{named.__qualname__}.forward raised {_one_line(exc)}") from exc
 
     def accumulate(self, batch, weight=1.0):
         self.evaluate(batch, weight)
@@ -91,45 +99,55 @@ def _one_line(exc: BaseException) -> str:
     return " ".join(f"{type(exc).__name__}: {exc}".split())
 
 
-def _raised_in(exc: BaseException) -> str | None:
+def _raised_in(exc: BaseException) -> type | None:
     """The Function whose forward or backward raised exc: the innermost frame of its traceback
     with a `ctx` that belongs to a Function (the context autograd passes to both)."""
     named, tb = None, exc.__traceback__
     while tb is not None:
         cls = getattr(tb.tb_frame.f_locals.get("ctx"), "_forward_cls", None)
         if isinstance(cls, type):
-            named = cls.__qualname__
+            named = cls
         tb = tb.tb_next
     return named
 
 
-def _functions(loss: torch.Tensor) -> list[str]:
+def _functions(loss: torch.Tensor) -> list[type]:
     """The torch.autograd.Function classes in the loss's graph, nearest the loss first."""
-    seen, names, stack = set(), [], [loss.grad_fn]
+    seen, found, stack = set(), [], [loss.grad_fn]
     while stack:
         node = stack.pop()
         if node is None or id(node) in seen:
             continue
         seen.add(id(node))
         cls = getattr(node, "_forward_cls", None)
-        if isinstance(cls, type) and cls.__qualname__ not in names:
-            names.append(cls.__qualname__)
+        if isinstance(cls, type) and cls not in found:
+            found.append(cls)
         stack.extend(fn for fn, _ in getattr(node, "next_functions", ()))
-    return names
+    return found
+
+
+def _source_line(cls: type) -> str | None:
+    """`file.py:42` of a Function's backward."""
+    try:
+        fn = inspect.unwrap(cls.backward)
+        return f"{Path(inspect.getsourcefile(fn)).name}:{inspect.getsourcelines(fn)[1]}"
+    except (OSError, TypeError):
+        return None
 
 
 def _backward_error(exc: BaseException, loss: torch.Tensor) -> FunctionError | None:
     """exc as one line naming the Function whose backward raised it: the one whose frame raised
     it (a saved tensor modified in place, an error in its code), else the one the engine names
-    ("function FooBackward returned an incorrect number of gradients"), else the graph's only
-    one; None when the graph has no Function of a user's."""
-    named = _raised_in(exc)
+    ("function FooBackward returned an incorrect number of gradients", "output 0 of
+    FooBackward"), else the graph's only one; None when the graph has no Function of a user's."""
+    named, where = _raised_in(exc), None
     if named is None:
         found = _functions(loss)
         text = str(exc)
-        named = next((n for n in found if f"{n.rsplit('.', 1)[-1]}Backward" in text), None)
+        named = next((f for f in found if f"{f.__name__}Backward" in text), None)
         if named is None and len(found) == 1:
             named = found[0]
+        where = _source_line(named) if named is not None else None
     if named is None:
         return None
-    return FunctionError(f"{named}.backward raised {_one_line(exc)}")
+    return FunctionError(f"{named.__qualname__}.backward raised {_one_line(exc)}", where)

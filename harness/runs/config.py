@@ -234,7 +234,13 @@ class Config:
 def load_config(path: str | Path) -> Config:
     """Read, validate and load the plugins of a config; raises ConfigError."""
     path = Path(path)
-    raw = read_yaml(path)
+    return config_of(read_yaml(path), path)
+
+
+def config_of(raw: Any, path: str | Path) -> Config:
+    """A config from its parsed keys, validated as a file's would be; `path` names it in errors
+    and is where its plugins' paths are relative to."""
+    path = Path(path)
     if not isinstance(raw, dict):
         got = type(raw).__name__
         raise ConfigError(path, "", f"expected a mapping of keys (name, problems, ...), got {got}")
