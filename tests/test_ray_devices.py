@@ -29,3 +29,24 @@ def test_a_run_on_logical_gpus_puts_numpy_on_the_cpu_and_the_rest_on_cuda(tmp_pa
     (numpy,) = records[records["method"] == "numpy"].itertuples()
     assert numpy.status == "mismatch" and numpy.diagnosis.startswith("4.000x the reference")
     assert records["gpu_id"].notna().all()  # pinned like real GPUs; computed on the CPU
+
+
+def test_softmax_and_its_function_agree_on_logical_gpus(tmp_path):
+    """The chunked linear cross-entropy Function in every pattern and the dtypes a CPU runs, as
+    cuda cells on two logical GPUs (computed on the CPU): every cell agrees; numpy stays a cpu cell."""
+    config = tmp_path / "softmax.yaml"
+    config.write_text(
+        "name: softmax\nproblems: {softmax: {n: [96], d: [5], c: [7]}}\n"
+        "methods: [manual, autograd, function, numpy]\n"
+        "patterns: [full, zero, microbatch:4, uneven:3, nozero:3, retain:2]\n"
+        "dtypes: [float64, float32, bfloat16, float16]\ntiming: {rounds: 0}\n"
+    )
+    out = tmp_path / "r"
+    assert main(["run", str(config), "--num-gpus", "2", "--workers", "2", "--out", str(out)]) == 0
+    records = load((out / "latest").resolve())
+    assert set(records["status"]) == {"ok"}, records[records["status"] != "ok"][["method", "error"]]
+    cells = {c.cell_id: c for c in expand(load_config(config), available=("cpu", "cuda")).cells}
+    on = {(cells[i].method, cells[i].device) for i in records["cell_id"]}
+    assert on == {("manual", "cuda"), ("autograd", "cuda"), ("function", "cuda"), ("numpy", "cpu")}
+    function = records[records["method"] == "function"]
+    assert len(function) == 6 * 4 and function["loss_agree"].all() and records["gpu_id"].notna().all()

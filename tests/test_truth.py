@@ -138,3 +138,22 @@ def test_records_keep_their_raw_samples_and_derive_their_statistics_from_them():
         assert r["time_min_s"] == min(samples)
         assert len(r["forward_samples_s"]) == TINY_TIMING.rounds
         assert r["forward_median_s"] == pytest.approx(statistics.median(r["forward_samples_s"]))
+
+
+def test_softmax_term_spread_in_closed_form_is_the_per_sample_one():
+    # sum_i |x_i r_i^T|^2 = sum_i |x_i|^2 |r_i|^2: one pass over the residuals gives what n
+    # per-sample gradients of d x c numbers each give
+    import math
+
+    import torch
+
+    from harness import reference as ref
+    from harness.problems import get_problem
+
+    p = get_problem("softmax")(n=40, d=3, c=5)
+    params, data = p.make(torch.Generator().manual_seed(0))
+    grad = ref.reference_grad(p, params, data)
+    closed = ref.term_spread(p, params, data, grad)
+    sumsq = {k: torch.zeros((), dtype=torch.float64) for k in grad}
+    ref._per_sample_sumsq(p, ref.upcast(params, torch.float64), data, grad, sumsq, torch.device("cpu"))
+    assert closed == pytest.approx({k: math.sqrt(v.item()) / 40 for k, v in sumsq.items()}, rel=1e-12)
