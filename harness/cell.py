@@ -151,9 +151,9 @@ def run_family(
 
     try:
         first = cells[0]
-        setup = Family.build(
-            first.problem_instance(), DTYPES[first.dtype], parse_pattern(first.pattern), first.seed, device
-        )
+        functions = any(c.method in METHODS and get_method(c.method).custom_function for c in cells)
+        problem, dtype, pattern = first.problem_instance(), DTYPES[first.dtype], parse_pattern(first.pattern)
+        setup = Family.build(problem, dtype, pattern, first.seed, device, checks_loss=functions)
     except Exception as exc:  # data or reference failed: every cell shares the failure
         for r in records.values():
             fail(r, exc)

@@ -38,8 +38,16 @@ class Family:
 
     @classmethod
     def build(
-        cls, problem: Problem, dtype: torch.dtype, pattern: Pattern, seed: int, device: torch.device
+        cls,
+        problem: Problem,
+        dtype: torch.dtype,
+        pattern: Pattern,
+        seed: int,
+        device: torch.device,
+        checks_loss: bool = False,
     ) -> Family:
+        """`checks_loss`: a method of the family is a user's Function, whose forward's loss is
+        checked too (its tolerance needs the loss's own condition)."""
         started = time.perf_counter()
         # data depend on (problem, sizes, data set, seed, device) only: every method and dtype of
         # a family, and every run with the same seed, sees the same draw, made on the device by
@@ -48,7 +56,8 @@ class Family:
         params = {k: v.to(device, dtype) for k, v in params.items()}
         # integer data (class labels) are indices: never cast to the cell's dtype
         data = {k: v.to(device, dtype) if v.is_floating_point() else v.to(device) for k, v in data.items()}
-        truth = Truth.of(problem, params, data, dtype, multiple=pattern.k if pattern.needs_batch else 1)
+        multiple = pattern.k if pattern.needs_batch else 1
+        truth = Truth.of(problem, params, data, dtype, multiple=multiple, of_loss=checks_loss)
         gpu.synchronize(device)
         return cls(problem, pattern, dtype, device, params, data, truth, time.perf_counter() - started)
 

@@ -273,16 +273,16 @@ def input_sensitivity(
     for _ in range(draws):
         p = {k: moved(v).requires_grad_(True) for k, v in upcast(params, torch.float64).items()}
         total = {k: torch.zeros_like(g) for k, g in grad.items()}
-        value = 0.0
+        value = torch.zeros((), dtype=torch.float64, device=device)
         for piece, weight in _pieces(problem, data, chunks):
             out = problem.loss(p, {k: moved(v) for k, v in piece.items()})
             for k, g in zip(keys, torch.autograd.grad(out, [p[k] for k in keys])):
                 total[k] += g * weight
-            value += out.item() * weight
+            value += out.detach() * weight
         for k in keys:
             sumsq[k] += ((total[k] - grad[k]).norm().item() / SENSITIVITY_RHO) ** 2
         if loss is not None:
-            loss_sumsq += ((value - loss) / SENSITIVITY_RHO) ** 2
+            loss_sumsq += ((value.item() - loss) / SENSITIVITY_RHO) ** 2
     return {k: math.sqrt(v / draws) for k, v in sumsq.items()}, math.sqrt(loss_sumsq / draws)
 
 
@@ -340,19 +340,24 @@ class Reference:
 
 
 def reference_of(
-    problem: Problem, params: Tensors, data: Tensors, chunk_rows: int | None = None
+    problem: Problem,
+    params: Tensors,
+    data: Tensors,
+    chunk_rows: int | None = None,
+    of_loss: bool = True,
 ) -> Reference:
     """The reference of these params and data (in the cell's dtype, on its device) with the sizes
-    its rounding error scales with."""
+    its rounding error scales with; those of the loss only `of_loss` (a family that checks a
+    Function's forward: the per-sample losses are one more pass over the data)."""
     loss, grad = reference(problem, params, data, chunk_rows)
     value = loss.item()
-    moved, loss_moved = input_sensitivity(problem, params, data, grad, value)
+    moved, loss_moved = input_sensitivity(problem, params, data, grad, value if of_loss else None)
     return Reference(
         grad=grad,
         terms=term_spread(problem, params, data, grad),
         moved=moved,
         loss=value,
-        loss_terms=loss_spread(problem, params, data, value),
+        loss_terms=loss_spread(problem, params, data, value) if of_loss else 0.0,
         loss_moved=loss_moved,
     )
 
@@ -385,16 +390,23 @@ class Truth:
     condition: float  # what cancellation multiplied the tolerance by
     formula_tol: float  # of the float64 twin
     formula_param_tol: dict[str, float]
-    loss_tol: float  # of the loss a Function's forward returns
+    loss_tol: float | None  # of the loss a Function's forward returns (where the family checks one)
     twin: tuple[Problem, Tensors, Tensors]
     twin_reference: Tensors
 
     @classmethod
     def of(
-        cls, problem: Problem, params: Tensors, data: Tensors, dtype: torch.dtype, multiple: int = 1
+        cls,
+        problem: Problem,
+        params: Tensors,
+        data: Tensors,
+        dtype: torch.dtype,
+        multiple: int = 1,
+        of_loss: bool = False,
     ) -> Truth:
-        """The truth of a family in `dtype`; `multiple` is the pattern's k where it splits samples."""
-        ref = reference_of(problem, params, data)
+        """The truth of a family in `dtype`; `multiple` is the pattern's k where it splits samples,
+        `of_loss` whether a method of the family returns a loss of its own to check."""
+        ref = reference_of(problem, params, data, of_loss=of_loss)
         length = problem.reduction_length()
         tol, param_tol = ref.tolerances(dtype, length)
         formula_tol, formula_param_tol = ref.formula_tolerances()
@@ -406,7 +418,7 @@ class Truth:
             condition=tol / tolerance(dtype, length),
             formula_tol=formula_tol,
             formula_param_tol=formula_param_tol,
-            loss_tol=ref.loss_tolerance(dtype, length),
+            loss_tol=ref.loss_tolerance(dtype, length) if of_loss else None,
             twin=twin,
             # on the whole data, the twin's reference is the reference, up to float64 rounding
             twin_reference=ref.grad if twin[0] is problem else reference_grad(*twin),
