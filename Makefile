@@ -16,7 +16,7 @@ DEPS   := $(if $(filter command line,$(origin PY)),,$(STAMP))
 
 RUN_FLAGS := --out $(OUT) $(if $(EXECUTOR),--executor $(EXECUTOR)) $(if $(ADDRESS),--address $(ADDRESS)) $(ARGS)
 
-.PHONY: install bench test lint microbench microbench-compare gpu-check clean
+.PHONY: install bench test lint microbench microbench-compare gpu-check device-call clean
 
 install: $(STAMP)
 
@@ -57,3 +57,10 @@ microbench-compare: $(DEPS)
 # an independent do_bench timing, as one table. Needs no .venv: `make gpu-check PY=python3`.
 gpu-check:
 	$(PY) benchmarks/gpu_check.py $(if $(EXECUTOR),--executor $(EXECUTOR))
+
+# On a lent GPU machine, the one prepared call: the whole suite, gpu-check, the fused kernel's
+# floor, the LM head, each step's lines in summary.md as it ends, within a budget:
+#   source .device-deps/setup.sh && make device-call PY=python3 ARGS="--out $$OUT --budget 540"
+# `make device-call ARGS="--smoke --out /tmp/device-smoke"` runs the same steps, tiny, on a CPU.
+device-call:
+	$(PY) benchmarks/device_call.py $(ARGS)

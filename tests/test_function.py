@@ -21,7 +21,7 @@ CORRECT = {
     "linear_chunked_function": {"n": 2500, "d": 5},  # three chunks, the last one short
     "linear_context_function": {"n": 64, "d": 5},
     "mlp_functions": {"n": 64, "d": 5, "h": 7},
-    "softmax": {"n": 64, "d": 5, "c": 7},  # the built-in chunked linear cross-entropy
+    "softmax": {"n": 600, "d": 5, "c": 7},  # the built-in chunked Function: blocks of 512 rows and 88
 }
 N = 64
 
