@@ -175,7 +175,7 @@ def cmd_list(args) -> int:
         print(f"  {name:<14} {shape:<22} {doc[0] if doc else ''}")
     print("methods:")
     for name in method_names():
-        doc = (type(get_method(name)).__doc__ or "").strip().splitlines()
+        doc = (get_method(name).__doc__ or "").strip().splitlines()
         print(f"  {name:<14} {doc[0] if doc else ''}")
     print(f"patterns: {', '.join(pattern_names())}")
     print(f"dtypes: {', '.join(DTYPES)}")
@@ -185,10 +185,18 @@ def cmd_list(args) -> int:
     for path in sorted(folder.glob("*.yaml")):
         try:
             config = load_config(path)
-            grid = expand(config, local_devices())
-            print(f"  {path.name:<20} {len(grid.cells)} cells: {', '.join(config.experiment.problems)}")
         except ConfigError as exc:
             print(f"  {path.name:<20} invalid: {exc}")
+            continue
+        problems = ", ".join(config.experiment.problems)
+        try:
+            print(f"  {path.name:<20} {len(expand(config, local_devices()).cells)} cells: {problems}")
+        except ConfigError:  # a GPU machine's config, seen from a CPU: say so, not "invalid"
+            try:
+                cells = len(expand(config, ("cpu", "cuda")).cells)
+                print(f"  {path.name:<20} {cells} cells on CUDA workers (none here): {problems}")
+            except ConfigError as exc:
+                print(f"  {path.name:<20} invalid: {exc}")
     return 0
 
 

@@ -236,6 +236,11 @@ def test_list(capsys):
     out = capsys.readouterr().out
     for words in ("linear ", "n, d; random", "autograd_grad", "microbatch:k", "bfloat16", "quick.yaml"):
         assert words in out
+    # each method's own first docstring line; a GPU machine's config seen from a CPU is not "invalid"
+    assert "  function       The problem's `function_loss` (a user's torch.autograd.Function)" in out
+    assert "type(object)" not in out
+    if not torch.cuda.is_available():
+        assert "lm-head.yaml         6 cells on CUDA workers (none here): softmax" in out
 
 
 def test_the_same_config_twice_gives_the_same_cells_and_agreement(tmp_path):
