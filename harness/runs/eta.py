@@ -94,11 +94,12 @@ def family_cost(cells: Sequence[Cell], timing: TimingOptions) -> FamilyCost:
     prior = prior_of(cell)
     methods = len(cells)
     itemsize = DTYPES[cell.dtype].itemsize
-    # a step is bound by the bytes it moves (the data, n x d, and a hidden layer, n x h) or by
-    # its arithmetic (forward and backward: about 6 n d h multiply-adds' worth of flops)
-    n, d, h = cell.n or 1, cell.d or 1, cell.h
-    moved = n * (d + (h or 0) + 1) * itemsize
-    flops = 6.0 * n * d * (h or 1)
+    # a step is bound by the bytes it moves (the data, n x d, a hidden layer, n x h, the logits of
+    # c classes, n x c) or by its arithmetic (forward and backward: about 6 n d h, or n d c,
+    # multiply-adds' worth of flops)
+    n, d, h, c = cell.n or 1, cell.d or 1, cell.h, cell.c
+    moved = n * (d + (h or 0) + (c or 0) + 1) * itemsize
+    flops = 6.0 * n * d * (h or 1) * (c or 1)
     pattern = parse_pattern(cell.pattern)
     step_s = pattern.multiplier * (moved / prior.bytes_per_s + flops * itemsize / 4 / prior.flops_per_s)
     # the float64 twin of the check reads twice as many bytes as a float32 step
@@ -114,11 +115,11 @@ def family_cost(cells: Sequence[Cell], timing: TimingOptions) -> FamilyCost:
         # a timed round lasts its share of the budget, or one call where a call is longer
         over = max(0.0, step_s - timing.min_run_time_s / max(timing.rounds, 1))
         data = methods * (steps * step_s + timing.rounds * over) + timing.rounds * over / 3
-    data += prior.setup_passes * n * (d + (h or 0) + 1) * 8 / prior.bytes_per_s
+    data += prior.setup_passes * n * (d + (h or 0) + (c or 0) + 1) * 8 / prior.bytes_per_s
     key = None
     if any(compiles(c.method) for c in cells):
         rows = cell.pattern if pattern.needs_batch else None  # micro-batches are other shapes
-        key = (cell.problem, cell.n, cell.d, cell.h, cell.dtype, rows)
+        key = (cell.problem, cell.n, cell.d, cell.h, cell.c, cell.dtype, rows)
     return FamilyCost(fixed, data, key)
 
 
