@@ -121,10 +121,25 @@ def _shape(a: Agreement, sizes, layers) -> str:
     return text
 
 
-def _forward(f: LossCheck, sizes) -> str:
+HALF = {"float16": 65504.0, "bfloat16": 3.39e38}  # the largest finite number of each
+
+
+def _accumulator(dtype: str | None) -> str:
+    """A guess at what rounds too much in a correct formula."""
+    if dtype in HALF:
+        return f"a long sum accumulated in {dtype} rather than float32?"
+    return "a long sum in low precision, or cancellation the tolerance does not model?"
+
+
+def _forward(f: LossCheck, sizes, dtype: str | None = None) -> str:
     """What is wrong with the loss a Function's forward returned."""
     if not math.isfinite(f.value):
-        return f"the forward is wrong: it returned a non-finite loss ({f.value})"
+        why = (
+            f": overflow past {dtype}'s largest number, {HALF[dtype]:.5g}: {_accumulator(dtype)}"
+            if dtype in HALF
+            else ""
+        )
+        return f"the forward is wrong: it returned a non-finite loss ({f.value}){why}"
     if f.reference and abs(f.scale - 1) <= 0.5:  # close: a rounding or a small term, not a factor
         return (
             f"the forward's loss is off by rel_err {f.rel_err:.1e} over its tolerance {f.tol:.1e} "
@@ -179,21 +194,24 @@ def diagnose(
     c: int | None = None,
     layers: tuple[tuple[str, ...], ...] = (),
     pattern: str | None = None,
+    dtype: str | None = None,
 ) -> str | None:
     """A sentence naming the likely bug when a gradient disagrees; None when it agrees.
 
     `layers` groups the parameters by layer, input side first (Problem.layers); `pattern` is the
-    cell's (microbatch:4), which a backward that ignores grad_output is wrong under."""
+    cell's (microbatch:4), which a backward that ignores grad_output is wrong under; `dtype` the
+    cell's (bfloat16), which a correct formula may round too much in."""
     if a.agree:
         return None
     sizes = {"n": n, "k": k, "d": d, "h": h, "c": c}
     if a.forward_wrong:
-        rest = _gradient(a, sizes, layers, pattern, k)
-        return _forward(a.forward, sizes) + ("; the gradient agrees" if rest is None else f"; and {rest}")
-    return _gradient(a, sizes, layers, pattern, k)
+        rest = _gradient(a, sizes, layers, pattern, k, dtype)
+        forward = _forward(a.forward, sizes, dtype)
+        return forward + ("; the gradient agrees" if rest is None else f"; and {rest}")
+    return _gradient(a, sizes, layers, pattern, k, dtype)
 
 
-def _gradient(a: Agreement, sizes, layers, pattern, k) -> str | None:
+def _gradient(a: Agreement, sizes, layers, pattern, k, dtype=None) -> str | None:
     """What is wrong with the gradient (None when nothing is)."""
     if a.within_tol and not a.formula_wrong and not a.grad_output_wrong:
         return None
@@ -212,6 +230,11 @@ def _gradient(a: Agreement, sizes, layers, pattern, k) -> str | None:
             f"the formula is wrong: in float64 rel_err {twin.rel_err:.1e} over {twin.tol:.1e}, "
             f"hidden here by rounding (rel_err {a.rel_err:.1e} within {a.tol:.1e}); "
             f"in float64, {_shape(twin, sizes, layers)}"
+        )
+    if twin is not None and twin.within_tol and not a.within_tol:  # a right formula, rounded too much
+        return (
+            f"the float64 twin agrees (rel_err {twin.rel_err:.1e}): the formula is right, its rounding "
+            f"in {dtype or 'this dtype'} is not ({_accumulator(dtype)}); {_shape(a, sizes, layers)}"
         )
     text = _shape(a, sizes, layers)
     if a.formula_wrong:

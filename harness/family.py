@@ -95,7 +95,15 @@ class Family:
             self._check_function(method, a)
         p = self.problem
         a.diagnosis = diagnose(
-            a, p.n, self.pattern.k, d=p.d, h=p.h, c=p.c, layers=p.layers, pattern=self.pattern.spec
+            a,
+            p.n,
+            self.pattern.k,
+            d=p.d,
+            h=p.h,
+            c=p.c,
+            layers=p.layers,
+            pattern=self.pattern.spec,
+            dtype=str(self.dtype).removeprefix("torch."),
         )
         return a, preview(grads)
 

@@ -180,3 +180,20 @@ def test_labels_stay_integers_in_every_dtype():
         )
         assert f.data["y"].dtype == torch.int64 and f.data["X"].dtype == dtype
         assert f.truth.twin[2]["y"].dtype == torch.int64
+
+
+def test_chunks_summed_in_half_precision_are_named_as_rounding_not_the_formula():
+    # 200 chunks of 1000 rows: bfloat16's gradient off by 5%, float16's loss past 65504
+    bf16 = one("fn_half_accumulator", dtype="bfloat16", n=200_000, d=8)
+    assert bf16["status"] == "mismatch" and bf16["f64_rel_err"] < 1e-10
+    said = bf16["diagnosis"]  # its forward's loss is off too, and said first
+    assert "the float64 twin agrees (rel_err " in said
+    assert "the formula is right, its rounding in bfloat16 is not (a long sum accumulated in bfloat16" in said
+    fp16 = one("fn_half_accumulator", dtype="float16", n=200_000, d=8)
+    assert fp16["diagnosis"] == (
+        "the forward is wrong: it returned a non-finite loss (inf): overflow past float16's largest number, "
+        "65504: a long sum accumulated in float16 rather than float32?; the gradient agrees"
+    )
+    # the same Function summing in float32 agrees in both
+    for dtype in ("bfloat16", "float16"):
+        assert one("linear_chunked_function", dtype=dtype, n=200_000, d=8)["status"] == "ok"

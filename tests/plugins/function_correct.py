@@ -29,22 +29,31 @@ class LinearMSE(torch.autograd.Function):
 
 class ChunkedLinearMSE(torch.autograd.Function):
     """The same loss with its gradient made in the forward, 1000 rows at a time, and only the
-    gradient kept; backward scales it by grad_output (the chunked-loss technique)."""
+    gradient kept; backward scales it by grad_output (the chunked-loss technique). Half types
+    sum the chunks in float32, as their matmuls do inside."""
 
     ROWS = 1000
 
+    @classmethod
+    def chunks(cls, X, w, b, y, acc: torch.dtype):
+        """(loss, grad_w, grad_b) summed chunk by chunk in `acc`."""
+        n = X.shape[0]
+        total = torch.zeros((), dtype=acc)
+        grad_w, grad_b = torch.zeros(w.shape, dtype=acc), torch.zeros(b.shape, dtype=acc)
+        for a in range(0, n, cls.ROWS):
+            r = X[a : a + cls.ROWS] @ w + b - y[a : a + cls.ROWS]
+            total += (r * r).sum(dtype=acc)
+            g = r * (2 / n)
+            grad_w += X[a : a + cls.ROWS].T @ g
+            grad_b += g.sum(dtype=acc)
+        return total / n, grad_w, grad_b
+
     @staticmethod
     def forward(ctx, X, w, b, y):
-        n = X.shape[0]
-        total, grad_w, grad_b = X.new_zeros(()), torch.zeros_like(w), torch.zeros_like(b)
-        for a in range(0, n, ChunkedLinearMSE.ROWS):
-            r = X[a : a + ChunkedLinearMSE.ROWS] @ w + b - y[a : a + ChunkedLinearMSE.ROWS]
-            total += (r * r).sum()
-            g = r * (2 / n)
-            grad_w += X[a : a + ChunkedLinearMSE.ROWS].T @ g
-            grad_b += g.sum()
-        ctx.save_for_backward(grad_w, grad_b)
-        return total / n
+        half = X.dtype in (torch.float16, torch.bfloat16)
+        loss, grad_w, grad_b = ChunkedLinearMSE.chunks(X, w, b, y, torch.float32 if half else X.dtype)
+        ctx.save_for_backward(grad_w.to(X.dtype), grad_b.to(X.dtype))
+        return loss.to(X.dtype)
 
     @staticmethod
     def backward(ctx, grad_output):
