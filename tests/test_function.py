@@ -2,8 +2,6 @@
 built-in gradients. Correct Functions agree in every pattern and dtype; each planted bug is
 flagged in words that name it; a Function without float64 has its twin skipped, with why."""
 
-import itertools
-
 import pytest
 import torch
 
@@ -37,7 +35,7 @@ def one(problem: str, pattern: str = "full", dtype: str = "float32", **sizes) ->
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("problem", list(CORRECT))
 def test_correct_functions_agree_in_every_pattern_and_dtype(problem, dtype):
-    for pattern, seed in itertools.product(PATTERNS, range(2)):
+    for seed, pattern in enumerate(PATTERNS):  # a seed of its own for each pattern: other data, as cheap
         cell = Cell(problem, "function", pattern=pattern, dtype=dtype, seed=seed, **CORRECT[problem])
         (function,) = run_family([cell], timing=NO_TIMING)
         assert function["status"] == "ok", (
@@ -183,17 +181,16 @@ def test_labels_stay_integers_in_every_dtype():
 
 
 def test_chunks_summed_in_half_precision_are_named_as_rounding_not_the_formula():
-    # 200 chunks of 1000 rows: bfloat16's gradient off by 5%, float16's loss past 65504
-    bf16 = one("fn_half_accumulator", dtype="bfloat16", n=200_000, d=8)
+    # 200 chunks of 500 rows: bfloat16's gradient off by 5%, float16's loss past 65504
+    bf16 = one("fn_half_accumulator", dtype="bfloat16", n=100_000, d=8)
     assert bf16["status"] == "mismatch" and bf16["f64_rel_err"] < 1e-10
     said = bf16["diagnosis"]  # its forward's loss is off too, and said first
     assert "the float64 twin agrees (rel_err " in said
     assert "the formula is right, its rounding in bfloat16 is not (a long sum accumulated in bfloat16" in said
-    fp16 = one("fn_half_accumulator", dtype="float16", n=200_000, d=8)
+    fp16 = one("fn_half_accumulator", dtype="float16", n=100_000, d=8)
     assert fp16["diagnosis"] == (
         "the forward is wrong: it returned a non-finite loss (inf): overflow past float16's largest number, "
         "65504: a long sum accumulated in float16 rather than float32?; the gradient agrees"
     )
-    # the same Function summing in float32 agrees in both
-    for dtype in ("bfloat16", "float16"):
-        assert one("linear_chunked_function", dtype=dtype, n=200_000, d=8)["status"] == "ok"
+    # the same chunks summed in float32 agree
+    assert one("fn_float32_accumulator", dtype="bfloat16", n=100_000, d=8)["status"] == "ok"
