@@ -144,7 +144,8 @@ def test_a_change_of_one_methods_code_is_caught_in_all_its_cells_together(base, 
     assert {r["cell_id"] for r in result.regressions} == set(func["cell_id"])
     assert (func["q"] > 0.05).all()  # no cell alone
     assert (func["code_q"] < 0.05).all() and (func["code_cells"] == 4).all()
-    assert "code linear func: 1.2" in result.regressions[0]["detail"]
+    code = f"code {func['code_change'].iloc[0]:.2f}x over 4, q {func['code_q'].iloc[0]:.1e}"
+    assert all(code in r["detail"] and code == r["evidence"].split("; ")[1] for r in result.regressions)
 
 
 def test_a_change_within_the_noise_is_said_to_be_within_noise(base, tmp_path):

@@ -192,8 +192,7 @@ def _evidence(r: pd.Series) -> str:
         cell = f"z {r['z']:.1f}, q {r['q']:.1e}"
         if r["code_cells"] < 2:
             return cell
-        code = f"code {r['problem']} {r['method']}: {r['code_change']:.2f}x over {r['code_cells']} cells"
-        return f"{cell}; {code}, q {r['code_q']:.1e}"
+        return f"{cell}; code {r['code_change']:.2f}x over {r['code_cells']}, q {r['code_q']:.1e}"
     if r["test"] == N.ROUNDS:
         return f"p {r['p']:.1e}, q {r['q']:.1e}"
     return "—"
@@ -258,8 +257,9 @@ def _noise_lines(c: Comparison, m: pd.DataFrame) -> list[str]:
         "methods timed beside it in the same rounds), and beyond the noise floor: alone, z = ln(change "
         f"against the family) / σ on a t({N.TAIL_DF}) law (one unchanged cell on a busy machine strays "
         "further than a normal law allows), or with its code, the median change of the cells of its "
-        f"problem and method; Benjamini-Hochberg q < {N.ALPHA} over the {tested} cells tested. A cell's "
-        "time is its fastest round (time_min_s): other work on the machine only adds time."
+        f"problem and method (at least {N.MIN_CODE_CELLS}); Benjamini-Hochberg q < {N.ALPHA} over the "
+        f"{tested} cells tested. A cell's time is its fastest round (time_min_s): other work on the "
+        "machine only adds time."
     )
     return lines
 
@@ -276,7 +276,14 @@ def _text(c: Comparison, m: pd.DataFrame, fmt) -> str:
     if c.regressions:
         detail = ", ".join(f"{v} {k}" for k, v in kinds.items())
         lines += [f"REGRESSIONS: {len(c.regressions)} ({detail})", ""]
-        regs = pd.DataFrame(c.regressions)[["cell", "kind", "detail"]]
+        # a time regression's detail in two columns, each short enough for a terminal's table
+        regs = pd.DataFrame(
+            [
+                {"cell": r["cell"], "kind": r["kind"], "change": r.get("change", r["detail"])}
+                | {"evidence": r.get("evidence", "")}
+                for r in c.regressions
+            ]
+        )
         lines += [fmt(regs), ""]
     else:
         lines += ["No regressions.", ""]
@@ -317,8 +324,8 @@ def _time_regression(r: pd.Series) -> dict:
         if r["test"] == N.RUN
         else f"{_x(r['ratio'])} on its rounds"
     )
-    times = f"{fmt_time(r['time_min_s_base'])} → {fmt_time(r['time_min_s_new'])}"
-    return _reg(r, "time", f"{against} ({times}, {_evidence(r)})")
+    change = f"{against} ({fmt_time(r['time_min_s_base'])} → {fmt_time(r['time_min_s_new'])})"
+    return {**_reg(r, "time", f"{change}: {_evidence(r)}"), "change": change, "evidence": _evidence(r)}
 
 
 def compare_runs(
@@ -328,8 +335,9 @@ def compare_runs(
     (default: the NEW run directory); `.regressions` non-empty means exit 1."""
     if not threshold > 0:
         raise ValueError(f"threshold must be a ratio new/base above 0, got {threshold}")
-    b = base if isinstance(base, Run) else read_run(base)
-    n = new if isinstance(new, Run) else read_run(new)
+    # resolved: `results/latest` names the run it points to, in the output and the files written
+    b = base if isinstance(base, Run) else read_run(Path(base).resolve())
+    n = new if isinstance(new, Run) else read_run(Path(new).resolve())
     ids_b, ids_n = set(b.records["cell_id"]), set(n.records["cell_id"])
     if not ids_b & ids_n:
         raise NothingToCompare(

@@ -24,12 +24,13 @@ A cell regresses when it is slower than the threshold both against the run and a
 family, and beyond the noise on either of two tests, Benjamini-Hochberg q < ALPHA over what is
 tested:
 - the cell alone: z = v / sigma against a Student t of TAIL_DF degrees of freedom scaled to the
-  same MAD. Unchanged cells on a busy machine stray further than a normal law allows (measured
-  in A/A pairs on two shared cores: the 99th percentile of |z| at 4.2 to 7.9, where a normal
-  law puts 2.6 and t(3) 5.8), so one cell must stray far to count alone;
+  same MAD. Unchanged cells on a busy machine stray further than a normal law allows (A/A pairs
+  on two shared cores: the 99th percentile of |z| at 2.7 to 3.4 in quiet spells, 4.3 to 7.3
+  under load, where a normal law puts 2.6, t(3) 5.2 and t(2) 8.2), so one cell must stray far to
+  count alone;
 - its code: the cells of one problem and method (every size and pattern) run the same code, so a
   change of the code moves them all while the machine disturbs them one at a time: the median v
-  of a code's k cells against its standard error sigma sqrt(pi / 2k), normal.
+  of a code's k >= MIN_CODE_CELLS cells against its standard error sigma sqrt(pi / 2k), normal.
 A cell alone in its family is judged the same way by u, against sigma_u. With fewer than
 MIN_CELLS timed cells in common the noise cannot be measured: cells are judged on their rounds
 (Mann-Whitney U), which cannot tell a shift of the whole machine from a change, and the output
@@ -49,7 +50,8 @@ from scipy.stats import t as student
 ALPHA = 0.05  # false-discovery rate of the time verdicts
 MIN_CELLS = 8  # timed cells to measure a shift and a noise floor from
 MIN_SIGMA = 0.02  # ln units: a floor so quiet that a 10% change is 5 sigma
-TAIL_DF = 3  # degrees of freedom of the single-cell test's t law
+TAIL_DF = 2  # degrees of freedom of the single-cell test's t law
+MIN_CODE_CELLS = 3  # cells of a code for its median to stand: one stray cell moves the mean of two
 MIN_SAMPLES = 3  # rounds per run, for the rank test
 SUSPECT = 3.0  # a cell whose change against the run passes the threshold and SUSPECT sigma_u
 BAND = 1.96  # the noise floor is shown as the 95% band of one unchanged cell, exp(±1.96 sigma)
@@ -135,8 +137,8 @@ def judge(m: pd.DataFrame, threshold: float) -> tuple[pd.DataFrame, Noise]:
     k = x.groupby(code).transform("count")
     m["code_change"] = np.exp(x.groupby(code).transform("median"))
     m["code_cells"] = k.fillna(0).astype(int)
-    code_z = np.log(m["code_change"]) / (scale * np.sqrt(np.where(k > 1, math.pi / (2 * k), 1.0)))
-    first = ~code.duplicated() & code.notna()
+    code_z = np.log(m["code_change"]) / (scale * np.sqrt(math.pi / (2 * k)))
+    first = ~code.duplicated() & code.notna() & (k >= MIN_CODE_CELLS)
     m["code_q"] = code.map(_bh(pd.Series(norm.sf(code_z[first]), index=code[first])))
     code_gain_q = code.map(_bh(pd.Series(norm.cdf(code_z[first]), index=code[first])))
 
