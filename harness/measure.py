@@ -28,7 +28,11 @@ STABLE_IQR = 0.1  # IQR / median at most this: torch.utils.benchmark warns above
 @dataclass(frozen=True)
 class TimingOptions:
     min_run_time_s: float = 0.05  # time spent measuring each method of a family
-    rounds: int = 11  # blocks per method, interleaved: the samples; 0 checks agreement only
+    # blocks per method, interleaved: the samples; 0 checks agreement only. 41 makes a block of the
+    # default budget about 1.2 ms, shorter than a scheduler's time slice, so that on a shared machine
+    # some rounds run undisturbed: unchanged reruns on two busy cores differed by a tenth as often
+    # at 41 rounds as at 11 (benchmarks/aa_compare.py, docs/compare.md)
+    rounds: int = 41
     warmup: int = 3  # calls before anything is measured (lazy init, caches, allocator)
     # zero a 256 MB buffer before every timed call (gpu.l2_flusher, as triton's do_bench does), so
     # that no call reads what the one before left in L2: cold-cache times
