@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from scipy.stats import norm, t
 
 from harness import Cell, TimingOptions, register_method, run_family
 from harness.cli import main
@@ -72,6 +73,11 @@ def rerun(base: Path, dest: Path, seed: int = 0, shift=1.0, noise=0.03, slower=N
     return write_run(dest, records)
 
 
+def prose(result) -> str:
+    """The output with its lines joined: the prose lines are wrapped to a terminal's width."""
+    return " ".join(result.text.split())
+
+
 def slower(method: str, factor: float):
     return lambda r: factor if r["method"] == method else 1.0
 
@@ -88,7 +94,7 @@ def test_a_run_against_itself_has_no_regressions(base, tmp_path):
     assert len(table) == 3 * len(SIZES) * len(PATTERNS) >= MIN_CELLS
     assert (table["ratio"] == 1.0).all() and (table["test"] == FAMILY).all()
     assert result.noise.shift == 1.0 and result.noise.sigma == 0.02  # nothing moved: the floor
-    assert "Noise floor: ±4% per cell" in result.text  # exp(1.96 * 0.02) - 1
+    assert "Noise floor: ±4% per cell" in prose(result)  # exp(1.96 * 0.02) - 1
     assert result.warnings == []
     assert result.plot is not None and result.plot.read_bytes().startswith(b"\x89PNG")
     assert result.markdown is not None and "No regressions." in result.markdown.read_text()
@@ -101,7 +107,7 @@ def test_an_unchanged_rerun_on_a_machine_slower_as_a_whole_passes(base, tmp_path
     assert result.regressions == [] and result.exit_code == 0
     assert (result.table["ratio"] > 1.05).all()
     assert result.noise.shift == pytest.approx(1.15, rel=0.03)
-    assert "Run-wide shift: new/base 1.15x, the median over 12 timed cells" in result.text
+    assert "Run-wide shift: new/base 1.15x, the median over 12 timed cells" in prose(result)
     assert not result.table["faster"].any()
 
 
@@ -158,11 +164,22 @@ def test_a_change_within_the_noise_is_said_to_be_within_noise(base, tmp_path):
     assert result.regressions == [] and result.exit_code == 0
     row = result.table.set_index("cell_id").loc[one]
     assert row["within_noise"] and row["change"] > 1.10 and not row["regression"]
-    floor = f"±{100 * (np.exp(1.96 * result.noise.sigma) - 1):.0f}%"
-    assert f"Within noise: 1 cells slower than 1.10x but not beyond the noise floor ({floor})" in result.text
-    assert f"≈ within noise ({floor})" in result.text
-    assert f"Noise floor: {floor} per cell (σ = {100 * result.noise.sigma:.1f}%" in result.text
-    assert f"1.4826 × MAD over {result.noise.sigma_cells} cells of these two runs" in result.text
+    sigma = result.noise.sigma
+    floor = f"±{100 * (np.exp(1.96 * sigma) - 1):.0f}%"  # the 95% band of an unchanged cell
+    assert f"Noise floor: {floor} per cell (σ = {100 * sigma:.1f}%" in prose(result)
+    # what stands out: one cell alone, p = 0.05 / 12 cells on a t(2) law with the same MAD; the
+    # median of a code's 4 cells, p = 0.05 / 3 codes on a normal law, its error sigma sqrt(pi / 8)
+    alone = np.exp(t.isf(0.05 / 12, 2) / (1.4826 * t.ppf(0.75, 2)) * sigma) - 1
+    code = np.exp(norm.isf(0.05 / 3) * sigma * np.sqrt(np.pi / 8)) - 1
+    bars = f"alone ±{100 * alone:.0f}%, code ±{100 * code:.0f}%"
+    assert f"≈ within noise ({bars})" in result.text
+    assert (
+        f"Within noise: 1 cells slower than 1.10x, short of what stands out of the noise ({bars})"
+        in prose(result)
+    )
+    alone_text = f"one cell alone must change by ±{100 * alone:.0f}%"
+    assert f"{alone_text}; the cells of a code together by ±{100 * code:.0f}%" in prose(result)
+    assert f"1.4826 × MAD over {result.noise.sigma_cells} cells of these two runs" in prose(result)
 
 
 def test_runs_recorded_without_samples_are_judged_alike(base, tmp_path):
@@ -187,7 +204,7 @@ def test_too_few_cells_to_measure_the_noise_are_judged_on_their_rounds_and_say_s
         set_time(r, 3e-4 if r["method"] == "autograd" else 1e-4)
     result = compare_runs(base, write_run(tmp_path / "few-slow", slow))
     assert (result.table["test"] == ROUNDS).all()
-    assert "Noise floor: not measured. 3 timed cells in common; at least 8 are needed" in result.text
+    assert "Noise floor: not measured. 3 timed cells in common; at least 8 are needed" in prose(result)
     assert [r["cell"].split()[-1] for r in result.regressions] == ["autograd"]
     # 11 samples against 11, none overlapping: the least two-sided p, 2 / C(22, 11)
     autograd = result.table[result.table["method"] == "autograd"]

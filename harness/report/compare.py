@@ -18,6 +18,7 @@ regression: a gate that passes a wrong gradient because it got faster would be w
 from __future__ import annotations
 
 import math
+import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,6 +33,7 @@ from .tables import markdown_table, text_table
 JUMP = 10.0  # rel_err grown this many times ...
 JUMP_OF_TOL = 0.1  # ... to at least this share of its tolerance: listed as a change
 SHOWN = 15  # rows of the "largest changes" table in the text
+WIDTH = 100  # characters a line of prose in the text takes
 # what makes a family: every identity column but the method; and what runs the same code
 FAMILY_OF = (
     "problem",
@@ -175,22 +177,30 @@ def _x(v: float) -> str:
     return f"{v:.2f}x" if isinstance(v, float) and math.isfinite(v) else "—"
 
 
+def _span(shares: pd.Series) -> str:
+    lo, hi = 100 * shares.min(), 100 * shares.max()
+    return f"{lo:.0f}%" if round(lo) == round(hi) else f"{lo:.0f} to {hi:.0f}%"
+
+
 def _pct(sigma: float) -> str:
     return f"±{100 * N.Noise.band(sigma):.0f}%"
 
 
 def _floor(r: pd.Series, noise: N.Noise | None) -> str:
-    """The noise floor a cell was judged against, as a share."""
-    if noise is None:
+    """What a cell's change had to pass to stand out of the noise: alone, and with its code."""
+    if noise is None or r["test"] not in (N.FAMILY, N.RUN):
         return ""
-    sigma = noise.sigma if r["test"] == N.FAMILY else noise.sigma_run if r["test"] == N.RUN else None
-    return _pct(sigma) if sigma else ""
+    alone = noise.alone_bar if r["test"] == N.FAMILY else noise.alone_bar_run
+    parts = [f"alone ±{100 * alone:.0f}%"] if alone is not None else []
+    if math.isfinite(r["code_bar"]):
+        parts.append(f"code ±{100 * r['code_bar']:.0f}%")
+    return ", ".join(parts)
 
 
 def _evidence(r: pd.Series) -> str:
     if r["test"] in (N.FAMILY, N.RUN):
         cell = f"z {r['z']:.1f}, q {r['q']:.1e}"
-        if r["code_cells"] < 2:
+        if not math.isfinite(r["code_q"]):  # too few cells for its code's test
             return cell
         return f"{cell}; code {r['code_change']:.2f}x over {r['code_cells']}, q {r['code_q']:.1e}"
     if r["test"] == N.ROUNDS:
@@ -246,6 +256,13 @@ def _noise_lines(c: Comparison, m: pd.DataFrame) -> list[str]:
             f"against its family; 1.4826 × MAD over {nz.sigma_cells} cells of these two runs, each family "
             f"timed at a moment of its own; floor {100 * N.MIN_SIGMA:.0f}%)."
         )
+    bars = m.drop_duplicates("code")["code_bar"].dropna()
+    if nz.alone_bar is not None:
+        code = f"; the cells of a code together by ±{_span(bars)}" if len(bars) else ""
+        lines.append(
+            f"To stand out of that noise, one cell alone must change by ±{100 * nz.alone_bar:.0f}%{code} "
+            "(the change whose test would pass were it the only one)."
+        )
     if nz.sigma_run is not None:
         alone = int((m["test"] == N.RUN).sum())
         lines.append(
@@ -271,7 +288,7 @@ def _text(c: Comparison, m: pd.DataFrame, fmt) -> str:
     )
     lines = [f"WARNING: timings may not be comparable; the runs differ in {w}" for w in c.warnings]
     lines += [head, ""] if not c.warnings else ["", head, ""]
-    lines += [*_noise_lines(c, m), ""]
+    lines += [textwrap.fill(line, WIDTH) for line in _noise_lines(c, m)] + [""]
     kinds = pd.Series([r["kind"] for r in c.regressions]).value_counts().to_dict()
     if c.regressions:
         detail = ", ".join(f"{v} {k}" for k, v in kinds.items())
@@ -290,10 +307,13 @@ def _text(c: Comparison, m: pd.DataFrame, fmt) -> str:
     quiet = c.within_noise
     if len(quiet):
         floors = sorted({_floor(r, c.noise) for _, r in quiet.iterrows()} - {""})
-        within = f" ({', '.join(floors)})" if floors else ""
+        within = f" ({'; '.join(floors)})" if floors else ""
         lines += [
-            f"Within noise: {len(quiet)} cells slower than {c.threshold:.2f}x but not beyond the noise "
-            f"floor{within}: these runs cannot tell them from noise.",
+            textwrap.fill(
+                f"Within noise: {len(quiet)} cells slower than {c.threshold:.2f}x, short of what stands "
+                f"out of the noise{within}: these runs cannot tell them from noise.",
+                WIDTH,
+            ),
             "",
         ]
     finite = m[np.isfinite(m["change"])].sort_values("change", ascending=False)
@@ -324,8 +344,11 @@ def _time_regression(r: pd.Series) -> dict:
         if r["test"] == N.RUN
         else f"{_x(r['ratio'])} on its rounds"
     )
-    change = f"{against} ({fmt_time(r['time_min_s_base'])} → {fmt_time(r['time_min_s_new'])})"
-    return {**_reg(r, "time", f"{change}: {_evidence(r)}"), "change": change, "evidence": _evidence(r)}
+    times = f"{fmt_time(r['time_min_s_base'])} → {fmt_time(r['time_min_s_new'])}"
+    # the table's column says the same in fewer words, to fit a terminal
+    short = against.replace(" against its ", " vs ").replace(" against the ", " vs ")
+    detail = f"{against} ({times}): {_evidence(r)}"
+    return {**_reg(r, "time", detail), "change": f"{short}, {times}", "evidence": _evidence(r)}
 
 
 def compare_runs(

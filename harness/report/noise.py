@@ -40,7 +40,7 @@ says so.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -57,6 +57,7 @@ SUSPECT = 3.0  # a cell whose change against the run passes the threshold and SU
 BAND = 1.96  # the noise floor is shown as the 95% band of one unchanged cell, exp(±1.96 sigma)
 
 FAMILY, RUN, ROUNDS = "family", "run", "rounds"  # what a cell's change was judged against
+BARS = {"alone_bar": "sigma", "alone_bar_run": "sigma_run"}
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,9 @@ class Noise:
     sigma: float | None = None  # of a cell's ln change against its family; None when not measured
     sigma_cells: int = 0  # cells sigma was measured over
     sigma_run: float | None = None  # of a cell's ln change against the run, for cells alone in a family
+    # the change (a share) one cell alone must pass to stand out of sigma (and of sigma_run)
+    alone_bar: float | None = None
+    alone_bar_run: float | None = None
 
     @property
     def measured(self) -> bool:
@@ -91,9 +95,18 @@ def _others_mean(d: pd.Series, family: pd.Series, keep: pd.Series) -> pd.Series:
     return ((total - kept.fillna(0.0)) / others).where(others > 0)
 
 
+# z = x / (1.4826 MAD) in units of a t(TAIL_DF) law with the same MAD
+TAIL_SCALE = 1.4826 * student.ppf(0.75, TAIL_DF)
+
+
 def _tail_p(z: pd.Series) -> pd.Series:
     """One-sided p of z = x / (1.4826 MAD) under a t(TAIL_DF) law with the same MAD."""
-    return pd.Series(student.sf(z * 1.4826 * student.ppf(0.75, TAIL_DF), TAIL_DF), index=z.index)
+    return pd.Series(student.sf(z * TAIL_SCALE, TAIL_DF), index=z.index)
+
+
+def _tail_z(p: float) -> float:
+    """The z = x / (1.4826 MAD) whose one-sided p under that law is p."""
+    return float(student.isf(p, TAIL_DF) / TAIL_SCALE)
 
 
 def _bh(p: pd.Series) -> pd.Series:
@@ -110,7 +123,7 @@ def judge(m: pd.DataFrame, threshold: float) -> tuple[pd.DataFrame, Noise]:
     timed = (base > 0) & (new > 0) & np.isfinite(base) & np.isfinite(new)
     d = np.log(new.where(timed) / base.where(timed))
     m = m.assign(ratio=np.exp(d), vs_run=np.nan, vs_family=np.nan, change=np.nan, test=None, z=np.nan)
-    m = m.assign(p=np.nan, q=np.nan, code_change=np.nan, code_cells=0, code_q=np.nan)
+    m = m.assign(p=np.nan, q=np.nan, code_change=np.nan, code_cells=0, code_q=np.nan, code_bar=np.nan)
     m = m.assign(regression=False, faster=False, within_noise=False)
     if timed.sum() < MIN_CELLS:
         return _on_rounds(m, timed, threshold), Noise(int(timed.sum()))
@@ -137,10 +150,21 @@ def judge(m: pd.DataFrame, threshold: float) -> tuple[pd.DataFrame, Noise]:
     k = x.groupby(code).transform("count")
     m["code_change"] = np.exp(x.groupby(code).transform("median"))
     m["code_cells"] = k.fillna(0).astype(int)
-    code_z = np.log(m["code_change"]) / (scale * np.sqrt(math.pi / (2 * k)))
+    code_se = scale * np.sqrt(math.pi / (2 * k))  # of the median of k cells
+    code_z = np.log(m["code_change"]) / code_se
     first = ~code.duplicated() & code.notna() & (k >= MIN_CODE_CELLS)
     m["code_q"] = code.map(_bh(pd.Series(norm.sf(code_z[first]), index=code[first])))
     code_gain_q = code.map(_bh(pd.Series(norm.cdf(code_z[first]), index=code[first])))
+
+    # what it takes to stand out when a cell, or a code, is the only one that moved (BH's first rank):
+    # p = ALPHA / tests, the z of that p, as a share of time
+    cells_tested, codes_tested = int(m["p"].notna().sum()), int(first.sum())
+    if codes_tested:
+        m["code_bar"] = np.exp(norm.isf(ALPHA / codes_tested) * code_se).where(k >= MIN_CODE_CELLS) - 1
+    if cells_tested:
+        z_alone = _tail_z(ALPHA / cells_tested)
+        bars = {k: math.exp(z_alone * getattr(noise, f)) - 1 for k, f in BARS.items() if getattr(noise, f)}
+        noise = replace(noise, **bars)
 
     code_slower = (m["code_q"] < ALPHA) & (m["code_change"] > threshold)
     code_faster = (code_gain_q < ALPHA) & (m["code_change"] < 1 / threshold)
