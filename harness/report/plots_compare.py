@@ -1,7 +1,7 @@
-"""The compare plot: each matched cell's change (the ratio its verdict is on: against its family
-and the run) against its base time, the noise floor shaded around 1 and the threshold drawn;
-regressions ringed, numbered and listed beside the plot (names written on the points would cover
-each other)."""
+"""The compare plot: each matched cell's change (the lesser of its ratios against its family and
+against the run, the one a regression must pass) against its base time, the noise floor shaded
+around 1 and the threshold drawn; regressions ringed, numbered and listed beside the plot (names
+written on the points would cover each other)."""
 
 from __future__ import annotations
 
@@ -48,7 +48,7 @@ def compare_plot(m: pd.DataFrame, noise: Noise, threshold: float, path: Path, ti
     ax.set_xscale("log")
     P.seconds_axis(ax, "x")
     ax.set_xlabel("base time per gradient (fastest round)")
-    ax.set_ylabel("new ÷ base, against the family and the run")
+    ax.set_ylabel("new ÷ base, the lesser against family and run")
     P.ratio_axis(ax, [m["change"], [threshold, 1 / threshold]])
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=9, loc="best", framealpha=0.9)
