@@ -7,6 +7,7 @@ is measured on the same device at the same moment, round by round (`paired_ratio
 
 from __future__ import annotations
 
+import gc
 import math
 import time
 import weakref
@@ -17,6 +18,7 @@ import numpy as np
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.benchmark import Timer
+from torch.utils.benchmark.utils.timer import timer as clock  # the Timer's clock: syncs the accelerator
 
 from . import gpu
 
@@ -26,7 +28,11 @@ STABLE_IQR = 0.1  # IQR / median at most this: torch.utils.benchmark warns above
 @dataclass(frozen=True)
 class TimingOptions:
     min_run_time_s: float = 0.05  # time spent measuring each method of a family
-    rounds: int = 11  # blocks per method, interleaved: the samples; 0 checks agreement only
+    # blocks per method, interleaved: the samples; 0 checks agreement only. 41 makes a block of the
+    # default budget about 1.2 ms, shorter than a scheduler's time slice, so that on a shared machine
+    # some rounds run undisturbed: unchanged reruns on two busy cores differed by a tenth as often
+    # at 41 rounds as at 11 (benchmarks/aa_compare.py, docs/compare.md)
+    rounds: int = 41
     warmup: int = 3  # calls before anything is measured (lazy init, caches, allocator)
     # zero a 256 MB buffer before every timed call (gpu.l2_flusher, as triton's do_bench does), so
     # that no call reads what the one before left in L2: cold-cache times
@@ -41,6 +47,23 @@ FLUSHED_CALLS = 10  # calls per sample under flush_l2: each pays an untimed flus
 def make_timer(fn: Callable[[], None], threads: int) -> Timer:
     # Timer's default num_threads is 1, not the process's: always say what is meant
     return Timer(stmt="fn()", globals={"fn": fn}, num_threads=threads)
+
+
+def block_s(fn: Callable[[], None], number: int) -> float:
+    """Seconds per call of `number` calls in a row, on the Timer's clock, the garbage collector
+    off as timeit has it. Not Timer.timeit: before every block it makes max(number // 100, 2)
+    untimed calls of its own, which at blocks of one to a few calls doubles or triples what a
+    round costs (the step is warmed up once, before the rounds)."""
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        start = clock()
+        for _ in range(number):
+            fn()
+        return (clock() - start) / number
+    finally:
+        if collecting:
+            gc.enable()
 
 
 def block_size(timer: Timer, target_s: float) -> int:
@@ -71,14 +94,19 @@ def interleaved(
     if flush is not None:
         blocks = {name: min(b, FLUSHED_CALLS) for name, b in blocks.items()}
     samples: dict[str, list[float]] = {name: [] for name in fns}
-    for _ in range(opts.rounds):
-        for name, timer in timers.items():
-            syncs.get(name, _nothing)()
-            if flush is None:
-                samples[name].append(timer.timeit(blocks[name]).mean)
-            else:  # a block timer would time the flushes too: call by call, the flush left out
-                times = gpu.flushed_call_times(fns[name], blocks[name], flush, device)
-                samples[name].append(sum(times) / len(times))
+    prior = torch.get_num_threads()
+    torch.set_num_threads(threads)  # what the Timer's num_threads did for its own blocks
+    try:
+        for _ in range(opts.rounds):
+            for name, fn in fns.items():
+                syncs.get(name, _nothing)()
+                if flush is None:
+                    samples[name].append(block_s(fn, blocks[name]))
+                else:  # a block timer would time the flushes too: call by call, the flush left out
+                    times = gpu.flushed_call_times(fn, blocks[name], flush, device)
+                    samples[name].append(sum(times) / len(times))
+    finally:
+        torch.set_num_threads(prior)
     return samples, blocks
 
 

@@ -1,7 +1,8 @@
-"""compare_runs as a regression gate: a run against itself, or an unchanged rerun, passes; a method
-made slower on purpose fails and is named with its p-value; noise alone never fails; a gradient
-that turns wrong does; runs whose timings are incomparable are named; runs with nothing in
-common are refused."""
+"""compare_runs as a regression gate: a run against itself, or an unchanged rerun on a machine
+that got slower as a whole, passes; a slower manual gradient (the baseline every other method is
+paired with) or a slower other method fails and is named; a change within the measured noise is
+said to be within noise, with the noise floor; a gradient that turns wrong fails; runs whose
+timings are incomparable are named; runs with nothing in common are refused."""
 
 from __future__ import annotations
 
@@ -11,19 +12,23 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from scipy.stats import norm, t
 
 from harness import Cell, TimingOptions, register_method, run_family
 from harness.cli import main
 from harness.methods import METHODS, Autograd
 from harness.report import compare_runs
-from harness.report.compare import IQR_RULE, RANK_TEST, NothingToCompare, ratio_bounds
+from harness.report.compare import NothingToCompare
+from harness.report.noise import FAMILY, MIN_CELLS, ROUNDS
 from harness.runs.store import RECORDS_JSONL, read_jsonl
 from helpers import write_run
 
 TIMES = ("time_median_s", "time_iqr_s", "time_min_s", "time_mean_s")
+# four families of three methods: twelve cells, enough to measure the noise between two runs
 SIZES = ((256, 4), (2048, 8))
-# 11 rounds: two runs of 11 samples can reach p = 3e-6; 3 rounds could never go below 0.1
-TIMING = TimingOptions(min_run_time_s=0.011, rounds=11, warmup=1)
+PATTERNS = ("full", "microbatch:4")
+N_ROUNDS = 11
+TIMING = TimingOptions(min_run_time_s=0.011, rounds=N_ROUNDS, warmup=1, profile=False)
 
 
 def family(problem: str, methods=("manual", "autograd", "func"), **cell) -> list[dict]:
@@ -31,14 +36,21 @@ def family(problem: str, methods=("manual", "autograd", "func"), **cell) -> list
 
 
 def base_records() -> list[dict]:
-    """Real records, their samples replaced by a spread of +-5% around their median: the machine
-    running the tests may be busy, and what these tests check is the gate's arithmetic; the
-    noise tests set their own."""
-    records = [r for n, d in SIZES for r in family("linear", n=n, d=d)]
-    for r in records:
-        r["time_samples_s"] = list(r["time_median_s"] * np.linspace(0.95, 1.05, 11))
-        r["time_iqr_s"] = min(r["time_iqr_s"], 0.05 * r["time_median_s"])
+    """Real records, their times replaced by round numbers and their rounds by a spread of +-5%
+    around them: the machine running the tests may be busy, and what these tests check is the
+    gate's arithmetic; each test draws the noise of its rerun itself."""
+    records = [
+        r for n, d in SIZES for pattern in PATTERNS for r in family("linear", n=n, d=d, pattern=pattern)
+    ]
+    for i, r in enumerate(records):
+        set_time(r, 1e-4 * (1 + i))
     return records
+
+
+def set_time(r: dict, t: float, spread: float = 0.05) -> None:
+    samples = t * np.linspace(1 - spread, 1 + spread, N_ROUNDS)
+    r.update(time_samples_s=list(samples), time_min_s=float(samples.min()), time_median_s=t)
+    r.update(time_iqr_s=spread * t, time_mean_s=t)
 
 
 @pytest.fixture(scope="module")
@@ -46,99 +58,157 @@ def base(tmp_path_factory) -> Path:
     return write_run(tmp_path_factory.mktemp("runs") / "base", base_records())
 
 
-def altered(base: Path, dest: Path, change) -> Path:
-    """A copy of a run whose records pass through `change(record) -> record`."""
-    return write_run(dest, [change(r) for r in records_of(base)])
-
-
 def records_of(run: Path) -> list[dict]:
     return read_jsonl(run / RECORDS_JSONL)
 
 
-def scaled(method: str, factor: float):
-    def change(r):
-        if r["method"] == method:
-            r.update({c: r[c] * factor for c in TIMES})
-            r["time_samples_s"] = [t * factor for t in r["time_samples_s"]]
-        return r
+def rerun(base: Path, dest: Path, seed: int = 0, shift=1.0, noise=0.03, slower=None) -> Path:
+    """A rerun of `base`: every cell's time times the machine's `shift`, times its own noise
+    (lognormal, `noise` its sigma, seeded), times slower(record) for the cells a change slowed."""
+    rng = np.random.default_rng(seed)
+    records = records_of(base)
+    for r in records:
+        factor = shift * float(np.exp(rng.normal(0, noise))) * (slower(r) if slower else 1.0)
+        set_time(r, r["time_median_s"] * factor)
+    return write_run(dest, records)
 
-    return change
+
+def prose(result) -> str:
+    """The output with its lines joined: the prose lines are wrapped to a terminal's width."""
+    return " ".join(result.text.split())
+
+
+def slower(method: str, factor: float):
+    return lambda r: factor if r["method"] == method else 1.0
+
+
+def cells_of(result, method: str) -> set[str]:
+    return set(result.table.loc[result.table["method"] == method, "cell_id"])
 
 
 def test_a_run_against_itself_has_no_regressions(base, tmp_path):
     result = compare_runs(base, base, out=tmp_path)
     assert result.regressions == [] and result.exit_code == 0
     assert "No regressions." in result.text
-    assert (result.table["ratio"] == 1.0).all() and len(result.table) == 3 * len(SIZES)
-    assert (result.table["test"] == RANK_TEST).all() and (result.table["p"] == 1.0).all()
+    table = result.table
+    assert len(table) == 3 * len(SIZES) * len(PATTERNS) >= MIN_CELLS
+    assert (table["ratio"] == 1.0).all() and (table["test"] == FAMILY).all()
+    assert result.noise.shift == 1.0 and result.noise.sigma == 0.02  # nothing moved: the floor
+    assert "Noise floor: ±4% per cell" in prose(result)  # exp(1.96 * 0.02) - 1
     assert result.warnings == []
     assert result.plot is not None and result.plot.read_bytes().startswith(b"\x89PNG")
     assert result.markdown is not None and "No regressions." in result.markdown.read_text()
 
 
-def test_a_method_made_three_times_slower_is_named(base, tmp_path):
-    new = altered(base, tmp_path / "slow-autograd", scaled("autograd", 3.0))
-    result = compare_runs(base, new)
-    autograd = pd.read_parquet(base / "records.parquet").query("method == 'autograd'")
-    assert result.exit_code == 1
-    assert {r["cell_id"] for r in result.regressions} == set(autograd["cell_id"])
+def test_an_unchanged_rerun_on_a_machine_slower_as_a_whole_passes(base, tmp_path):
+    # every cell 15% slower (another tenant, the clock), each with noise of its own (3%): the rounds
+    # of each run alone would call every cell slower, beyond doubt
+    result = compare_runs(base, rerun(base, tmp_path / "slower", shift=1.15))
+    assert result.regressions == [] and result.exit_code == 0
+    assert (result.table["ratio"] > 1.05).all()
+    assert result.noise.shift == pytest.approx(1.15, rel=0.03)
+    assert "Run-wide shift: new/base 1.15x, the median over 12 timed cells" in prose(result)
+    assert not result.table["faster"].any()
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_unchanged_reruns_pass_whatever_their_noise(base, tmp_path, seed):
+    result = compare_runs(base, rerun(base, tmp_path / f"rerun{seed}", seed=seed, shift=0.9, noise=0.05))
+    assert result.regressions == [], result.text
+
+
+def test_a_slower_manual_gradient_is_caught_and_its_family_not_blamed(base, tmp_path):
+    # manual is the baseline: every other method's vs_manual drops while manual's own time rises
+    result = compare_runs(base, rerun(base, tmp_path / "slow-manual", slower=slower("manual", 1.25)))
+    assert {r["cell_id"] for r in result.regressions} == cells_of(result, "manual")
     assert {r["kind"] for r in result.regressions} == {"time"}
+    assert not result.table["faster"].any()  # autograd and func did not get faster
     for r in result.regressions:
-        assert r["cell"].endswith(" autograd") and r["detail"].startswith("3.00x")
+        assert r["cell"].endswith(" manual") and "against its family" in r["detail"]
         assert r["cell"] in result.text
-    # 11 samples against 11, none overlapping: the least two-sided p, 2 / C(22, 11)
+    assert f"REGRESSIONS: {len(result.regressions)} ({len(result.regressions)} time)" in result.text
+
+
+def test_a_method_made_three_times_slower_is_named(base, tmp_path):
+    new = rerun(base, tmp_path / "slow-autograd", slower=slower("autograd", 3.0))
+    result = compare_runs(base, new)
+    assert result.exit_code == 1
+    assert {r["cell_id"] for r in result.regressions} == cells_of(result, "autograd")
     slow = result.table[result.table["method"] == "autograd"]
-    assert slow["p"].to_numpy() == pytest.approx(2 / 705432, rel=1e-3)
-    assert (slow["q"] < 0.05).all() and (slow["regression"]).all()
-    assert all(f"p {p:.1e}" in result.text for p in slow["p"])
-    assert f"REGRESSIONS: {len(SIZES)} ({len(SIZES)} time)" in result.text
+    assert (slow["vs_family"] > 2.5).all() and (slow["q"] < 0.05).all() and slow["regression"].all()
+    for r in result.regressions:
+        assert r["detail"].startswith(f"{slow.set_index('cell_id').loc[r['cell_id'], 'vs_family']:.2f}x")
     assert result.plot == new / f"compare-{base.name}.png" and result.plot.exists()
 
 
-def test_an_unchanged_rerun_passes(base, tmp_path):
-    # a rerun: every cell's rounds drawn again from the same distribution (+-5% of the median,
-    # seeded), the method order and everything else the same
-    rng = np.random.default_rng(0)
-
-    def redrawn(r):
-        r["time_samples_s"] = list(r["time_median_s"] * rng.uniform(0.95, 1.05, 11))
-        return r
-
-    result = compare_runs(base, altered(base, tmp_path / "rerun", redrawn))
-    assert result.regressions == [] and result.exit_code == 0
-    assert (result.table["q"] > 0.05).all()
-
-
-def test_a_slower_ratio_within_noise_is_not_a_regression(base, tmp_path):
-    # 1.3x slower at the median, but the rounds spread from 0.2x to 2x: not significant
-    def noisy(r):
-        if r["method"] == "func":
-            t = r["time_median_s"]
-            r["time_samples_s"] = list(t * 1.3 * np.linspace(0.2, 2.0, 11))
-        return r
-
-    result = compare_runs(base, altered(base, tmp_path / "noisy", noisy))
-    assert result.regressions == []
+def test_a_change_of_one_methods_code_is_caught_in_all_its_cells_together(base, tmp_path):
+    # 1.25x in each of func's four cells, on noise of 5%: too little for any cell alone to count,
+    # plain where the four agree
+    new = rerun(base, tmp_path / "slow-func", seed=2, noise=0.05, slower=slower("func", 1.25))
+    result = compare_runs(base, new)
     func = result.table[result.table["method"] == "func"]
-    assert (func["ratio"] > 1.29).all() and (func["q"] > 0.05).all()
+    assert {r["cell_id"] for r in result.regressions} == set(func["cell_id"])
+    assert (func["q"] > 0.05).all()  # no cell alone
+    assert (func["code_q"] < 0.05).all() and (func["code_cells"] == 4).all()
+    code = f"code {func['code_change'].iloc[0]:.2f}x over 4, q {func['code_q'].iloc[0]:.1e}"
+    assert all(code in r["detail"] and code == r["evidence"].split("; ")[1] for r in result.regressions)
 
 
-def test_runs_without_samples_fall_back_to_the_iqr_rule_and_say_so(base, tmp_path):
-    def old(r):  # a record from before time_samples_s
+def test_a_change_within_the_noise_is_said_to_be_within_noise(base, tmp_path):
+    # one cell 1.2x slower, on noise of 10%: neither a regression nor "no change"
+    one = records_of(base)[4]["cell_id"]
+    new = rerun(
+        base, tmp_path / "within", seed=1, noise=0.10, slower=lambda r: 1.2 if r["cell_id"] == one else 1
+    )
+    result = compare_runs(base, new)
+    assert result.regressions == [] and result.exit_code == 0
+    row = result.table.set_index("cell_id").loc[one]
+    assert row["within_noise"] and row["change"] > 1.10 and not row["regression"]
+    sigma = result.noise.sigma
+    floor = f"±{100 * (np.exp(1.96 * sigma) - 1):.0f}%"  # the 95% band of an unchanged cell
+    assert f"Noise floor: {floor} per cell (σ = {100 * sigma:.1f}%" in prose(result)
+    # what stands out: one cell alone, p = 0.05 / 12 cells on a t(2) law with the same MAD; the
+    # median of a code's 4 cells, p = 0.05 / 3 codes on a normal law, its error sigma sqrt(pi / 8)
+    alone = np.exp(t.isf(0.05 / 12, 2) / (1.4826 * t.ppf(0.75, 2)) * sigma) - 1
+    code = np.exp(norm.isf(0.05 / 3) * sigma * np.sqrt(np.pi / 8)) - 1
+    bars = f"alone ±{100 * alone:.0f}%, code ±{100 * code:.0f}%"
+    assert f"≈ within noise ({bars})" in result.text
+    assert (
+        f"Within noise: 1 cells slower than 1.10x, short of what stands out of the noise ({bars})"
+        in prose(result)
+    )
+    alone_text = f"one cell alone must change by ±{100 * alone:.0f}%"
+    assert f"{alone_text}; the cells of a code together by ±{100 * code:.0f}%" in prose(result)
+    assert f"1.4826 × MAD over {result.noise.sigma_cells} cells of these two runs" in prose(result)
+
+
+def test_runs_recorded_without_samples_are_judged_alike(base, tmp_path):
+    # records from before time_samples_s: the noise model needs each cell's fastest round only
+    def old(r):
         r.pop("time_samples_s")
-        if r["method"] == "func":
-            r["time_median_s"] *= 1.3
-            r["time_iqr_s"] = r["time_median_s"]  # spread as wide as the time itself
         if r["method"] == "autograd":
             r.update({c: r[c] * 3.0 for c in TIMES})
         return r
 
-    result = compare_runs(base, altered(base, tmp_path / "old", old))
-    assert (result.table["test"] == IQR_RULE).all()
-    assert "the test cannot run for them; they are judged by the older IQR rule" in result.text
-    kinds = {r["cell"].split()[-1] for r in result.regressions}
-    assert kinds == {"autograd"}  # 3x beyond the IQR bound; func's 1.3x within its noise
-    assert all("IQR bounds" in r["detail"] for r in result.regressions)
+    result = compare_runs(base, write_run(tmp_path / "old", [old(r) for r in records_of(base)]))
+    assert {r["cell_id"] for r in result.regressions} == cells_of(result, "autograd")
+
+
+def test_too_few_cells_to_measure_the_noise_are_judged_on_their_rounds_and_say_so(tmp_path):
+    records = family("linear", n=256, d=4)  # 3 cells
+    for r in records:
+        set_time(r, 1e-4)
+    base = write_run(tmp_path / "few", records)
+    slow = [{**r} for r in records]
+    for r in slow:
+        set_time(r, 3e-4 if r["method"] == "autograd" else 1e-4)
+    result = compare_runs(base, write_run(tmp_path / "few-slow", slow))
+    assert (result.table["test"] == ROUNDS).all()
+    assert "Noise floor: not measured. 3 timed cells in common; at least 8 are needed" in prose(result)
+    assert [r["cell"].split()[-1] for r in result.regressions] == ["autograd"]
+    # 11 samples against 11, none overlapping: the least two-sided p, 2 / C(22, 11)
+    autograd = result.table[result.table["method"] == "autograd"]
+    assert autograd["p"].to_numpy() == pytest.approx(2 / 705432, rel=1e-3)
 
 
 def test_runs_of_different_thread_counts_are_named_first(tmp_path):
@@ -170,17 +240,6 @@ def test_runs_with_no_cell_in_common_are_refused(tmp_path, capsys):
     assert len(err.splitlines()) == 1 and "no cell in common" in err
 
 
-def test_ratio_bounds_by_hand():
-    # base 100 ± IQR 10, new 130 ± IQR 10: lower (130 - 5) / (100 + 5) = 1.19
-    ratio, lower, upper = ratio_bounds(100.0, 10.0, 130.0, 10.0)
-    assert (
-        ratio == pytest.approx(1.3) and lower == pytest.approx(125 / 105) and upper == pytest.approx(135 / 95)
-    )
-    # IQR 40 on both: (130 - 20) / (100 + 20) = 0.917, under any threshold above 1
-    assert ratio_bounds(100.0, 40.0, 130.0, 40.0)[1] == pytest.approx(110 / 120)
-    assert all(x != x for x in ratio_bounds(None, None, 1.0, 0.1))  # a failed cell: NaN, not a crash
-
-
 def test_a_gradient_that_turns_wrong_or_a_cell_that_fails_is_a_regression(base, tmp_path):
     records = pd.read_parquet(base / "records.parquet")
     wrong_id, failed_id = records["cell_id"].iloc[0], records["cell_id"].iloc[4]
@@ -193,7 +252,7 @@ def test_a_gradient_that_turns_wrong_or_a_cell_that_fails_is_a_regression(base, 
             r.update(status="error", error="RuntimeError: boom")
         return r
 
-    result = compare_runs(base, altered(base, tmp_path / "broken", change))
+    result = compare_runs(base, write_run(tmp_path / "broken", [change(r) for r in records_of(base)]))
     kinds = {r["cell_id"]: r["kind"] for r in result.regressions}
     assert kinds == {wrong_id: "agreement", failed_id: "status"}
     changes = " ".join(result.changes["change"])
@@ -203,8 +262,8 @@ def test_a_gradient_that_turns_wrong_or_a_cell_that_fails_is_a_regression(base, 
 def test_cells_missing_from_one_run_are_counted(base, tmp_path):
     new = write_run(tmp_path / "fewer", [r for r in records_of(base) if r["n"] == SIZES[0][0]])
     result = compare_runs(base, new)
-    assert result.regressions == [] and len(result.only_base) == 3 and result.only_new == []
-    assert "3 only in base" in result.text
+    assert result.regressions == [] and len(result.only_base) == 6 and result.only_new == []
+    assert "6 only in base" in result.text
 
 
 # -- end to end: a method that really is slower -----------------------------------------------------
@@ -246,7 +305,7 @@ def test_a_plugin_method_that_sleeps_is_caught_end_to_end(tmp_path, sleepy):
     result = compare_runs(base, new)
     assert [r["cell_id"] for r in result.regressions] == [cells[0].cell_id]
     assert "linear n=256 d=4 float32 full test_sleepy_autograd" in result.text
-    # caught on its samples: significant, and the p-value named (a busy machine can delay a base
-    # round past the sleep, so the exact value varies)
+    # one cell: judged on its samples, the p-value named (a busy machine can delay a base round
+    # past the sleep, so the exact value varies)
     p = result.table["p"].iloc[0]
     assert p < 0.01 and f"p {p:.1e}" in result.regressions[0]["detail"]

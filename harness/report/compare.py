@@ -1,47 +1,56 @@
 """`gradbench compare BASE NEW`: the regression gate between two runs of the same cells.
 
-Cells are matched by cell_id (a hash of the cell's parameters, the same in every run). Per cell,
-the time ratio new/base of the medians, and a Mann-Whitney U test on the two runs' raw samples
-(`time_samples_s`, one per round). A time regression is a cell that is slower beyond the
-threshold AND significantly so (asv's rule), the p-values adjusted over every cell compared
-(Benjamini-Hochberg: among the cells called regressions, at most ALPHA are expected false).
-Runs made before records kept their samples cannot be tested; their cells fall back to a
-conservative interval from the two interquartile ranges, named as such:
-
-    lower = (new_median - new_iqr/2) / (base_median + base_iqr/2)
-    upper = (new_median + new_iqr/2) / (base_median - base_iqr/2)
-
-a regression then being a ratio AND lower bound both beyond the threshold.
+Cells are matched by cell_id (a hash of the cell's parameters, the same in every run). Their
+times are judged against the noise the two runs show between them (noise.py): each cell's change
+against the run-wide shift and against the other methods of its family, timed beside it in the
+same rounds, beyond a noise floor measured over the cells of these two runs, the p-values
+adjusted over every cell (Benjamini-Hochberg). A change past the threshold but within the noise
+is said to be within noise, with the floor: neither a regression nor "no change".
 
 Timings are comparable only between runs on the same device model, threads per worker,
 executor, torch version and config: a difference is named first, as a warning. Two runs with
 no cell in common are not a comparison (NothingToCompare).
 
-A gradient that stops agreeing with its reference, or a cell that stops running, is also a
+A gradient that stops agreeing with its reference, or a cell that stops running, is always a
 regression: a gate that passes a wrong gradient because it got faster would be worse than none.
 """
 
 from __future__ import annotations
 
 import math
+import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from scipy.stats import false_discovery_control, mannwhitneyu
 
+from . import noise as N
 from .data import FAILED, Run, read_run
 from .summary import cell_label, fmt_time
 from .tables import markdown_table, text_table
 
 JUMP = 10.0  # rel_err grown this many times ...
 JUMP_OF_TOL = 0.1  # ... to at least this share of its tolerance: listed as a change
-SHOWN = 15  # rows of the "largest ratios" table in the text
-ALPHA = 0.05  # false-discovery rate of the time regressions, over all the cells compared
-MIN_SAMPLES = 3  # per run, for a rank test (11 rounds each can reach p = 3e-6)
-RANK_TEST = "Mann-Whitney U"
-IQR_RULE = "IQR bounds (no samples)"
+SHOWN = 15  # rows of the "largest changes" table in the text
+WIDTH = 100  # characters a line of prose in the text takes
+# what makes a family: every identity column but the method; and what runs the same code
+FAMILY_OF = (
+    "problem",
+    "mode",
+    "pattern",
+    "k",
+    "dtype",
+    "device",
+    "n",
+    "d",
+    "h",
+    "seed",
+    "data",
+    "steps",
+    "lr",
+)
+CODE_OF = ("problem", "method", "mode", "device")
 
 
 class NothingToCompare(ValueError):
@@ -53,7 +62,10 @@ class Comparison:
     base: Path
     new: Path
     threshold: float
-    table: pd.DataFrame  # one row per matched cell: ratio, lower, upper, test, p, q, regression
+    # one row per matched cell: ratio, vs_run, vs_family, change, test, z, p, q, regression, faster,
+    # within_noise (noise.judge)
+    table: pd.DataFrame
+    noise: N.Noise | None = None  # the run-wide shift and the noise floor the times were judged by
     regressions: list[dict] = field(default_factory=list)  # each: cell_id, cell, kind, detail
     changes: pd.DataFrame = field(default_factory=pd.DataFrame)  # agreement and status changes
     only_base: list[str] = field(default_factory=list)
@@ -67,23 +79,15 @@ class Comparison:
     def exit_code(self) -> int:
         return 1 if self.regressions else 0
 
-
-def ratio_bounds(base_med, base_iqr, new_med, new_iqr) -> tuple[float, float, float]:
-    """(ratio, lower, upper) of new/base from medians and IQRs; NaN where a time is missing."""
-    bi = 0.0 if base_iqr is None or not math.isfinite(base_iqr) else base_iqr
-    ni = 0.0 if new_iqr is None or not math.isfinite(new_iqr) else new_iqr
-    if not (base_med and new_med and math.isfinite(base_med) and math.isfinite(new_med)):
-        return math.nan, math.nan, math.nan
-    lower = max(new_med - ni / 2, 0.0) / (base_med + bi / 2)
-    upper = (new_med + ni / 2) / (base_med - bi / 2) if base_med > bi / 2 else math.inf
-    return new_med / base_med, lower, upper
+    @property
+    def within_noise(self) -> pd.DataFrame:
+        return self.table[self.table["within_noise"]]
 
 
 def _matched(base: pd.DataFrame, new: pd.DataFrame) -> pd.DataFrame:
     cols = [
         "cell_id",
-        "time_median_s",
-        "time_iqr_s",
+        "time_min_s",
         "time_samples_s",
         "status",
         "agree",
@@ -98,6 +102,13 @@ def _matched(base: pd.DataFrame, new: pd.DataFrame) -> pd.DataFrame:
     ident = n.set_index("cell_id")
     m["cell"] = [cell_label(ident.loc[c]) for c in m["cell_id"]]
     m["method"] = [ident.loc[c, "method"] for c in m["cell_id"]]
+    m["problem"] = [ident.loc[c, "problem"] for c in m["cell_id"]]
+    for key, cols in (("family", FAMILY_OF), ("code", CODE_OF)):
+        keys = ident.reindex(columns=list(cols)).loc[m["cell_id"]]
+        m[key] = [repr(tuple(row)) for row in keys.itertuples(index=False)]
+    for side in ("base", "new"):  # a cell that failed in either run has no time to judge
+        failed = m[f"status_{side}"].isin(FAILED)
+        m.loc[failed, f"time_min_s_{side}"] = np.nan
     return m
 
 
@@ -125,47 +136,6 @@ def _changes(m: pd.DataFrame) -> tuple[pd.DataFrame, list[dict]]:
 
 def _reg(r: pd.Series, kind: str, detail: str) -> dict:
     return {"cell_id": r["cell_id"], "cell": r["cell"], "kind": kind, "detail": detail}
-
-
-def _samples(v) -> np.ndarray | None:
-    if isinstance(v, (list, tuple, np.ndarray)) and len(v) >= MIN_SAMPLES:
-        t = np.asarray(v, dtype=float)
-        return t if np.isfinite(t).all() else None
-    return None
-
-
-def _rank_test(new: np.ndarray, base: np.ndarray) -> float:
-    """Two-sided Mann-Whitney U p-value; exact where the samples are few and untied (scipy's
-    default turns to the normal approximation above 8 samples: 8e-5 where the exact p of 11
-    rounds against 11, none overlapping, is 3e-6)."""
-    few = len(new) + len(base) <= 60 and len(np.unique(np.concatenate([new, base]))) == len(new) + len(base)
-    return float(
-        mannwhitneyu(new, base, alternative="two-sided", method="exact" if few else "asymptotic").pvalue
-    )
-
-
-def _timing(m: pd.DataFrame, threshold: float) -> pd.DataFrame:
-    b = zip(m["time_median_s_base"], m["time_iqr_s_base"], m["time_median_s_new"], m["time_iqr_s_new"])
-    bounds = np.array([ratio_bounds(*x) for x in b], dtype=float).reshape(-1, 3)
-    m = m.assign(ratio=bounds[:, 0], lower=bounds[:, 1], upper=bounds[:, 2], p=np.nan, q=np.nan)
-    tests = []
-    for i, (sb, sn) in enumerate(zip(m["time_samples_s_base"], m["time_samples_s_new"])):
-        sb, sn = _samples(sb), _samples(sn)
-        if sb is None or sn is None or not math.isfinite(m["ratio"].iat[i]):
-            tests.append(IQR_RULE if math.isfinite(m["ratio"].iat[i]) else None)
-            continue
-        tests.append(RANK_TEST)
-        m.iat[i, m.columns.get_loc("ratio")] = float(np.median(sn) / np.median(sb))
-        m.iat[i, m.columns.get_loc("p")] = _rank_test(sn, sb)
-    m["test"] = tests
-    ranked = (m["test"] == RANK_TEST).to_numpy()
-    if ranked.any():
-        m.loc[ranked, "q"] = false_discovery_control(m.loc[ranked, "p"].to_numpy(), method="bh")
-    significant = m["q"] < ALPHA
-    beyond_noise = np.where(ranked, significant, m["lower"] > threshold)
-    m["regression"] = (m["ratio"] > threshold) & beyond_noise
-    m["faster"] = (m["ratio"] < 1 / threshold) & np.where(ranked, significant, m["upper"] < 1 / threshold)
-    return m
 
 
 def _run_settings(run: Run) -> dict[str, str]:
@@ -203,63 +173,155 @@ def incomparable(base: Run, new: Run) -> list[str]:
     ]
 
 
-def _shown(m: pd.DataFrame) -> pd.DataFrame:
+def _x(v: float) -> str:
+    return f"{v:.2f}x" if isinstance(v, float) and math.isfinite(v) else "—"
+
+
+def _span(shares: pd.Series) -> str:
+    lo, hi = 100 * shares.min(), 100 * shares.max()
+    return f"{lo:.0f}%" if round(lo) == round(hi) else f"{lo:.0f} to {hi:.0f}%"
+
+
+def _pct(sigma: float) -> str:
+    return f"±{100 * N.Noise.band(sigma):.0f}%"
+
+
+def _floor(r: pd.Series, noise: N.Noise | None) -> str:
+    """What a cell's change had to pass to stand out of the noise: alone, and with its code."""
+    if noise is None or r["test"] not in (N.FAMILY, N.RUN):
+        return ""
+    alone = noise.alone_bar if r["test"] == N.FAMILY else noise.alone_bar_run
+    parts = [f"alone ±{100 * alone:.0f}%"] if alone is not None else []
+    if math.isfinite(r["code_bar"]):
+        parts.append(f"code ±{100 * r['code_bar']:.0f}%")
+    return ", ".join(parts)
+
+
+def _evidence(r: pd.Series) -> str:
+    if r["test"] in (N.FAMILY, N.RUN):
+        cell = f"z {r['z']:.1f}, q {r['q']:.1e}"
+        if not math.isfinite(r["code_q"]):  # too few cells for its code's test
+            return cell
+        return f"{cell}; code {r['code_change']:.2f}x over {r['code_cells']}, q {r['code_q']:.1e}"
+    if r["test"] == N.ROUNDS:
+        return f"p {r['p']:.1e}, q {r['q']:.1e}"
+    return "—"
+
+
+def _verdict(r: pd.Series, noise: N.Noise | None) -> str:
+    if r["regression"]:
+        return "✗ regression"
+    if r["faster"]:
+        return "✓ faster"
+    if r["within_noise"]:
+        floor = _floor(r, noise)
+        return f"≈ within noise ({floor})" if floor else "≈ within noise"
+    return ""
+
+
+def _shown(m: pd.DataFrame, noise: N.Noise | None) -> pd.DataFrame:
     return pd.DataFrame(
         {
             "cell": m["cell"],
-            "base": m["time_median_s_base"].map(fmt_time),
-            "new": m["time_median_s_new"].map(fmt_time),
-            "new/base": m["ratio"].map(lambda x: f"{x:.2f}x" if math.isfinite(x) else "—"),
+            "base": m["time_min_s_base"].map(fmt_time),
+            "new": m["time_min_s_new"].map(fmt_time),
+            "new/base": m["ratio"].map(_x),
+            "vs run": m["vs_run"].map(_x),
+            "vs family": m["vs_family"].map(_x),
             "evidence": [_evidence(r) for _, r in m.iterrows()],
-            "verdict": [
-                "✗ regression" if r else ("✓ faster" if f else "")
-                for r, f in zip(m["regression"], m["faster"])
-            ],
+            "verdict": [_verdict(r, noise) for _, r in m.iterrows()],
         }
     )
 
 
-def _evidence(r: pd.Series) -> str:
-    if r["test"] == RANK_TEST:
-        return f"p {r['p']:.1e}, q {r['q']:.1e}"
-    if r["test"] == IQR_RULE and math.isfinite(r["lower"]):
-        return f"IQR bounds {r['lower']:.2f}–{r['upper']:.2f}"
-    return "—"
+def _noise_lines(c: Comparison, m: pd.DataFrame) -> list[str]:
+    """What the times were judged against, and how it was measured."""
+    nz, t = c.noise, c.threshold
+    tested = int(m["test"].notna().sum())
+    if nz is None or not nz.measured:
+        cells = nz.cells if nz else 0
+        return [
+            f"Noise floor: not measured. {cells} timed cells in common; at least {N.MIN_CELLS} are needed "
+            "to measure a run-wide shift and the noise between two runs. Each cell is judged on its "
+            f"rounds instead (Mann-Whitney U, Benjamini-Hochberg q < {N.ALPHA} over {tested} cells), "
+            "which reads a shift of the whole machine as a change.",
+        ]
+    lines = [
+        f"Run-wide shift: new/base {nz.shift:.2f}x, the median over {nz.cells} timed cells: the machine's, "
+        "taken out of every cell's change.",
+    ]
+    if nz.sigma is not None:
+        lines.append(
+            f"Noise floor: {_pct(nz.sigma)} per cell (σ = {100 * nz.sigma:.1f}% of a cell's ln change "
+            f"against its family; 1.4826 × MAD over {nz.sigma_cells} cells of these two runs, each family "
+            f"timed at a moment of its own; floor {100 * N.MIN_SIGMA:.0f}%)."
+        )
+    bars = m.drop_duplicates("code")["code_bar"].dropna()
+    if nz.alone_bar is not None:
+        code = f"; the cells of a code together by ±{_span(bars)}" if len(bars) else ""
+        lines.append(
+            f"To stand out of that noise, one cell alone must change by ±{100 * nz.alone_bar:.0f}%{code} "
+            "(the change whose test would pass were it the only one)."
+        )
+    if nz.sigma_run is not None:
+        alone = int((m["test"] == N.RUN).sum())
+        lines.append(
+            f"Noise floor against the run, for {alone} cells without a family: {_pct(nz.sigma_run)} "
+            f"(σ = {100 * nz.sigma_run:.1f}%, 1.4826 × MAD of every cell's ln change against the run)."
+        )
+    lines.append(
+        f"A time regression is slower than {t:.2f}x both against the run and against its family (the "
+        "methods timed beside it in the same rounds), and beyond the noise floor: alone, z = ln(change "
+        f"against the family) / σ on a t({N.TAIL_DF}) law (one unchanged cell on a busy machine strays "
+        "further than a normal law allows), or with its code, the median change of the cells of its "
+        f"problem and method (at least {N.MIN_CODE_CELLS}); Benjamini-Hochberg q < {N.ALPHA} over the "
+        f"{tested} cells tested. A cell's time is its fastest round (time_min_s): other work on the "
+        "machine only adds time."
+    )
+    return lines
 
 
 def _text(c: Comparison, m: pd.DataFrame, fmt) -> str:
-    ranked, fallback = int((m["test"] == RANK_TEST).sum()), int((m["test"] == IQR_RULE).sum())
     head = (
         f"compare {c.base.name} → {c.new.name}: {len(m)} cells matched"
         f", {len(c.only_base)} only in base, {len(c.only_new)} only in new; threshold {c.threshold:.2f}x"
     )
     lines = [f"WARNING: timings may not be comparable; the runs differ in {w}" for w in c.warnings]
     lines += [head, ""] if not c.warnings else ["", head, ""]
-    rule = (
-        f"A time regression is slower than {c.threshold:.2f}x and significant: {RANK_TEST} on the "
-        f"rounds' samples, Benjamini-Hochberg q < {ALPHA} over the {ranked} cells tested."
-    )
-    if fallback:
-        rule += (
-            f" {fallback} cells have no raw samples in one run (recorded before time_samples_s): the "
-            "test cannot run for them; they are judged by the older IQR rule instead, "
-            "(new − IQR/2) / (base + IQR/2) beyond the threshold."
-        )
-    lines += [rule, ""]
+    lines += [textwrap.fill(line, WIDTH) for line in _noise_lines(c, m)] + [""]
     kinds = pd.Series([r["kind"] for r in c.regressions]).value_counts().to_dict()
     if c.regressions:
         detail = ", ".join(f"{v} {k}" for k, v in kinds.items())
         lines += [f"REGRESSIONS: {len(c.regressions)} ({detail})", ""]
-        regs = pd.DataFrame(c.regressions)[["cell", "kind", "detail"]]
+        # a time regression's detail in two columns, each short enough for a terminal's table
+        regs = pd.DataFrame(
+            [
+                {"cell": r["cell"], "kind": r["kind"], "change": r.get("change", r["detail"])}
+                | {"evidence": r.get("evidence", "")}
+                for r in c.regressions
+            ]
+        )
         lines += [fmt(regs), ""]
     else:
         lines += ["No regressions.", ""]
-    finite = m[np.isfinite(m["ratio"])].sort_values("ratio", ascending=False)
+    quiet = c.within_noise
+    if len(quiet):
+        floors = sorted({_floor(r, c.noise) for _, r in quiet.iterrows()} - {""})
+        within = f" ({'; '.join(floors)})" if floors else ""
+        lines += [
+            textwrap.fill(
+                f"Within noise: {len(quiet)} cells slower than {c.threshold:.2f}x, short of what stands "
+                f"out of the noise{within}: these runs cannot tell them from noise.",
+                WIDTH,
+            ),
+            "",
+        ]
+    finite = m[np.isfinite(m["change"])].sort_values("change", ascending=False)
     if len(finite):
         lines += [
-            f"Largest time ratios (of {len(finite)} timed cells):",
+            f"Largest changes (of {len(finite)} timed cells; times are fastest rounds):",
             "",
-            fmt(_shown(finite.head(SHOWN))),
+            fmt(_shown(finite.head(SHOWN), c.noise)),
             "",
         ]
     faster = m[m["faster"]]
@@ -274,6 +336,21 @@ def _text(c: Comparison, m: pd.DataFrame, fmt) -> str:
     return "\n".join(lines).rstrip() + "\n"
 
 
+def _time_regression(r: pd.Series) -> dict:
+    against = (
+        f"{_x(r['vs_family'])} against its family, {_x(r['vs_run'])} against the run"
+        if r["test"] == N.FAMILY
+        else f"{_x(r['vs_run'])} against the run"
+        if r["test"] == N.RUN
+        else f"{_x(r['ratio'])} on its rounds"
+    )
+    times = f"{fmt_time(r['time_min_s_base'])} → {fmt_time(r['time_min_s_new'])}"
+    # the table's column says the same in fewer words, to fit a terminal
+    short = against.replace(" against its ", " vs ").replace(" against the ", " vs ")
+    detail = f"{against} ({times}): {_evidence(r)}"
+    return {**_reg(r, "time", detail), "change": f"{short}, {times}", "evidence": _evidence(r)}
+
+
 def compare_runs(
     base: str | Path | Run, new: str | Path | Run, threshold: float = 1.10, out: str | Path | None = None
 ) -> Comparison:
@@ -281,31 +358,25 @@ def compare_runs(
     (default: the NEW run directory); `.regressions` non-empty means exit 1."""
     if not threshold > 0:
         raise ValueError(f"threshold must be a ratio new/base above 0, got {threshold}")
-    b = base if isinstance(base, Run) else read_run(base)
-    n = new if isinstance(new, Run) else read_run(new)
+    # resolved: `results/latest` names the run it points to, in the output and the files written
+    b = base if isinstance(base, Run) else read_run(Path(base).resolve())
+    n = new if isinstance(new, Run) else read_run(Path(new).resolve())
     ids_b, ids_n = set(b.records["cell_id"]), set(n.records["cell_id"])
     if not ids_b & ids_n:
         raise NothingToCompare(
             f"{b.path} and {n.path} have no cell in common ({len(ids_b)} and {len(ids_n)} cells): "
             "compare runs of the same config"
         )
-    m = _timing(_matched(b.records, n.records), threshold)
+    m, noise = N.judge(_matched(b.records, n.records), threshold)
     changes, broken = _changes(m)
-    timing = [
-        _reg(
-            r,
-            "time",
-            f"{r['ratio']:.2f}x ({fmt_time(r['time_median_s_base'])} → {fmt_time(r['time_median_s_new'])}, "
-            f"{_evidence(r)})",
-        )
-        for _, r in m[m["regression"]].sort_values(["ratio", "lower"], ascending=False).iterrows()
-    ]
+    slower = m[m["regression"]].sort_values("change", ascending=False)
     c = Comparison(
         base=b.path,
         new=n.path,
         threshold=threshold,
         table=m,
-        regressions=timing + broken,
+        noise=noise,
+        regressions=[_time_regression(r) for _, r in slower.iterrows()] + broken,
         changes=changes,
         only_base=sorted(ids_b - ids_n),
         only_new=sorted(ids_n - ids_b),
@@ -316,7 +387,7 @@ def compare_runs(
     try:
         from .plots_compare import compare_plot
 
-        c.plot = compare_plot(m, threshold, out_dir / f"{stem}.png", f"{b.path.name} → {n.path.name}")
+        c.plot = compare_plot(m, noise, threshold, out_dir / f"{stem}.png", f"{b.path.name} → {n.path.name}")
         c.markdown = out_dir / f"{stem}.md"
         c.markdown.write_text(f"# Compare\n\n{_text(c, m, markdown_table)}", encoding="utf-8")
     except OSError as exc:  # a read-only NEW must not turn a gate's answer into a traceback
