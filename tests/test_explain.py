@@ -334,10 +334,13 @@ def test_report_explains_the_largest_overhead_in_words():
         ]
     )
     words = explain.sentences(df)
-    assert words[0].startswith("autograd at linear n=10000 d=64 float32 full, 4.80x manual: ")
-    assert "14 kernels, GPU busy 18 µs of 287 µs: launch-bound" in words[0]
-    assert "(manual: 7 kernels, GPU busy 14 µs of 50 µs: launch-bound)" in words[0]
-    assert "2 cells launch- or overhead-bound" in words[-1] and "2 to 3x" in words[-1]
+    assert words[0] == "manual, of its 1 profiled cell: launch-bound 1."
+    text = words[1]
+    cell = "linear n=10000 d=64 float32 full"
+    assert text.startswith(f"autograd at {cell}, 4.80x manual (its largest overhead): ")
+    assert "14 kernels, GPU busy 18 µs of 287 µs: launch-bound" in text
+    assert "(manual: 7 kernels, GPU busy 14 µs of 50 µs, likewise)" in text  # its bound said once
+    assert text.endswith("of its 1 profiled cell: launch-bound 1.")
     assert len(explain.profile_table(df)) == 2
 
 
@@ -345,7 +348,7 @@ def test_report_words_on_the_cpu_name_host_overhead():
     df = pd.DataFrame(
         [_row("manual", 1.0, 6, 20e-6, 40e-6, "compute"), _row("autograd", 3.0, 13, 30e-6, 300e-6, "launch")]
     )
-    text = explain.sentences(df)[0]
+    text = explain.sentences(df)[1]
     assert (
         "13 ops doing work, busy 30 µs of 300 µs: overhead-bound (Python, dispatcher, autograd engine)"
         in text

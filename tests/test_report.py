@@ -15,8 +15,9 @@ from harness.report import plotting, write_report
 from harness.report.data import read_run
 from harness.report.plots_numerics import agreement, worst_per_size
 from harness.report.plots_speed import time_vs_size
-from harness.report.summary import agreement_table, size_axes, times, verdict
+from harness.report.summary import agreement_table, size_axes, times
 from harness.report.tables import markdown_table
+from harness.report.verdict import verdict
 from helpers import write_run
 
 FAST = TimingOptions(min_run_time_s=0.005, rounds=3, warmup=1)
@@ -102,12 +103,19 @@ def test_html_is_self_contained(quick_run, quick_report):
     assert html.index('id="verdict"') < html.index('id="tables"') < html.index('id="plots"')
 
 
-def test_verdict_names_overheads_and_ratios_from_records(quick_run):
+def test_verdict_gives_a_line_per_method_with_its_model_worst_cell_and_agreement(quick_run):
     df = read_run(quick_run).records
     v = verdict(df)
     assert len(v.mismatches) == 0 and len(v.failed) == 0
-    top = df[df["method"] != "manual"]["vs_manual"].max()
-    assert v.overheads.iloc[0]["vs manual (95% CI)"].startswith(f"{times(top)}x")
+    lines = {line.split("**")[1]: line for line in v.lines if line.startswith("**")}
+    assert set(lines) == {"manual", "autograd", "func"}
+    assert "per step +" in lines["manual"] and "per byte" in lines["manual"]
+    for method in ("autograd", "func"):
+        top = df[df["method"] == method]["vs_manual"].max()
+        assert f", {times(top)}x (" in lines[method], lines[method]  # its worst cell
+        assert "per step and" in lines[method] and "manual's time per byte" in lines[method]
+        assert f"All {(df['method'] == method).sum()} cells agree." in lines[method]
+    assert any(line.startswith("Cost model: ") for line in v.lines)
 
 
 def test_size_axis_is_n_with_a_family_per_d_where_d_varies_too(quick_run):
