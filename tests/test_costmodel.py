@@ -163,3 +163,6 @@ def test_the_bisection_and_the_model_agree_on_the_crossover():
     lo, hi = found.interval
     assert lo <= m.crossover.n <= hi, (found.interval, m.crossover)
     assert lo <= CROSSOVER_N <= hi
+    said = X.model_of(measured, found, {"method": "autograd", "baseline": "manual"})
+    assert said["agrees_with_bisection"] is True and said["kind"] == "from"
+    assert "inside the bisection's bracket" in said["sentence"]

@@ -211,7 +211,7 @@ def shape_of(r: pd.Series) -> Shape:
 
 
 COLUMNS = (
-    *("problem", "dtype", "pattern", "mode", "device", "device_name", "data", "method", "seed"),
+    *("problem", "dtype", "pattern", "mode", "device", "device_name", "data", "method", "seed", "started_at"),
     *("status", "time_samples_s", "time_median_s", "bytes_moved"),
 )
 
@@ -252,10 +252,11 @@ def _to_n(cells: pd.DataFrame, x: pd.Series):
 
 
 def _strata(cells: pd.DataFrame, methods: list[str], x: pd.Series):
-    """(xs, arrays): per measured family (n, seed), the rounds of `methods` as rows, where all of
-    them were timed with the same number of rounds."""
+    """(xs, arrays): per measured family (n, seed, when it began), the rounds of `methods` as
+    rows, where all of them were timed with the same number of rounds."""
     xs, arrays = [], []
-    for _, g in cells.groupby(["n", "seed"], sort=True):
+    keys = [k for k in ("n", "seed", "started_at") if k in cells]  # a size measured twice: twice
+    for _, g in cells.groupby(keys, sort=True, dropna=False):
         rows = {m: np.asarray(s, dtype=float) for m, s in zip(g["method"], g["time_samples_s"])}
         if not all(m in rows for m in methods) or len({rows[m].size for m in methods}) != 1:
             continue
