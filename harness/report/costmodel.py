@@ -29,12 +29,12 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from ..schema import SIZE_NAMES
 
 THRESHOLD = 1.10  # "within 10% of the baseline", as `gradbench crossover` searches for
 RESAMPLES = 400  # bootstrap resamples: enough for the 2.5% and 97.5% points to settle to a few %
+BATCH = 100  # resamples drawn at once: bounds the pairwise slopes held in memory
 LEVEL = 0.95
 MIN_SIZES = 2  # a line needs two sizes; a third lets the fit be checked on a size left out
 CHECK_SIZES = 3
@@ -102,6 +102,7 @@ class Model:
     held_out_error: float | None = None  # the same, each size predicted by a fit without it
     worst_held_out_error: float | None = None
     note: str = ""  # why there is no line, or what limits it
+    per_n: tuple[float, float] = (1.0, 0.0)  # the family's x (bytes) at n: c1 n + c0
 
     @property
     def fitted(self) -> bool:
@@ -109,6 +110,11 @@ class Model:
 
     def predict_s(self, x: float) -> float:
         return self.fixed_s.value + self.per_unit_s.value * x
+
+    def time_at_n(self, n):
+        """The line's time per step at n (array or scalar)."""
+        c1, c0 = self.per_n
+        return self.predict_s(c1 * np.asarray(n, dtype=float) + c0)
 
 
 # -- the estimator --------------------------------------------------------------------------------
@@ -133,27 +139,19 @@ def theil_sen(xs: list[float], ys: list[np.ndarray]) -> tuple[np.ndarray, np.nda
 def _bootstrap(xs: list[float], strata: list[np.ndarray]) -> np.ndarray | None:
     """Resampled (fixed, slope) per method: shape (2, methods, RESAMPLES). `strata[j]` holds the
     rounds of every method at xs[j] (methods x rounds); rounds are drawn by column, so the
-    methods' rounds stay paired. None where a stratum has fewer than two rounds."""
+    methods' rounds stay paired, and each stratum keeps its count. None where a stratum has fewer
+    than two rounds. (Drawn here rather than by scipy.stats.bootstrap, whose import alone is a
+    tenth of a report's time.)"""
     if min(s.shape[-1] for s in strata) < 2:
         return None
-    methods = strata[0].shape[0]
-
-    def statistic(*ys, axis=-1):
-        fixed, slope = theil_sen(xs, list(ys))
-        return np.concatenate([fixed, slope], axis=0)
-
-    res = stats.bootstrap(
-        strata,
-        statistic,
-        vectorized=True,
-        axis=-1,
-        n_resamples=RESAMPLES,
-        method="percentile",
-        confidence_level=LEVEL,
-        batch=100,
-        rng=np.random.default_rng(0),  # a report reads the same every time it is written
-    )
-    return res.bootstrap_distribution.reshape(2, methods, -1)
+    rng = np.random.default_rng(0)  # a report reads the same every time it is written
+    out = []
+    for start in range(0, RESAMPLES, BATCH):
+        size = min(BATCH, RESAMPLES - start)
+        # (methods, resamples, rounds) per stratum
+        drawn = [s[:, rng.integers(0, s.shape[-1], size=(size, s.shape[-1]))] for s in strata]
+        out.append(np.stack(theil_sen(xs, drawn)))
+    return np.concatenate(out, axis=-1)
 
 
 def _interval(samples: np.ndarray) -> tuple[float, float]:
@@ -244,11 +242,13 @@ def _unit(cells: pd.DataFrame) -> tuple[str, pd.Series]:
     return "row", cells["n"].astype(float)
 
 
-def _to_n(cells: pd.DataFrame, x: pd.Series):
-    """n of an x, through the family's x per n (an affine map: bytes = c1 n + c0)."""
+def _per_n(cells: pd.DataFrame, x: pd.Series) -> tuple[float, float]:
+    """The family's x per n, (c1, c0) of x = c1 n + c0: bytes grow with n at fixed other sizes."""
     n = cells["n"].astype(float)
-    c1, c0 = np.polyfit(n, x, 1) if n.nunique() > 1 else (float((x / n).median()), 0.0)
-    return lambda v: (np.asarray(v, dtype=float) - c0) / c1
+    if n.nunique() > 1:
+        c1, c0 = np.polyfit(n, x, 1)
+        return float(c1), float(c0)
+    return float((x / n).median()), 0.0
 
 
 def _strata(cells: pd.DataFrame, methods: list[str], x: pd.Series):
@@ -343,7 +343,8 @@ def fit_family(cells: pd.DataFrame, baseline: str | None, threshold: float = THR
     they met, or alone."""
     shape = shape_of(cells.iloc[0])
     unit, x = _unit(cells)
-    to_n = _to_n(cells, x)
+    c1, c0 = _per_n(cells, x)
+    to_n = lambda v: (np.asarray(v, dtype=float) - c0) / c1  # noqa: E731  (n of an x)
     methods = list(dict.fromkeys(cells["method"]))
     ns = {m: tuple(int(n) for n in sorted(cells.loc[cells["method"] == m, "n"].unique())) for m in methods}
     sized = [m for m in methods if len(ns[m]) >= MIN_SIZES]
@@ -360,7 +361,7 @@ def fit_family(cells: pd.DataFrame, baseline: str | None, threshold: float = THR
     models = []
     for m in methods:
         own = cells[cells["method"] == m]
-        base = dict(shape=shape, method=m, unit=unit, ns=ns[m], cells=len(own))
+        base = dict(shape=shape, method=m, unit=unit, ns=ns[m], cells=len(own), per_n=(c1, c0))
         fit = fits.get(m)
         if fit is None:
             why = f"one size (n = {ns[m][0]:,}): no line to fit" if len(ns[m]) == 1 else "no rounds to fit"

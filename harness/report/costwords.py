@@ -11,7 +11,7 @@ import math
 import pandas as pd
 
 from .costmodel import Crossover, Estimate, Model
-from .summary import fmt_time, times
+from .summary import fmt_n, fmt_time, times
 
 UNITS = (("s", 1.0), ("ms", 1e-3), ("µs", 1e-6), ("ns", 1e-9))
 
@@ -48,16 +48,6 @@ def ratio(e: Estimate) -> str:
     if math.isfinite(e.lo) and math.isfinite(e.hi):
         text += f" ({times(e.lo)} to {times(e.hi)})"
     return text
-
-
-def fmt_n(n: float) -> str:
-    """2.5M, 30k, 950: a size as a person says it."""
-    if not math.isfinite(n):
-        return "∞"
-    for suffix, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
-        if n >= scale:
-            return f"{n / scale:.2g}{suffix}" if n < 10 * scale else f"{n / scale:.0f}{suffix}"
-    return f"{n:.0f}"
 
 
 def per_unit(m: Model) -> str:

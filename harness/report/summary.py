@@ -44,6 +44,16 @@ def fmt_ratio(r: pd.Series) -> str:
     return text
 
 
+def fmt_n(n: float) -> str:
+    """2.5M, 30k, 950: a size as a person says it."""
+    if not math.isfinite(n):
+        return "∞"
+    for suffix, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.2g}{suffix}" if n < 10 * scale else f"{n / scale:.0f}{suffix}"
+    return f"{n:.0f}"
+
+
 def times(x: float) -> str:
     """A ratio with sensible digits: 1.54, 23.1, 2568."""
     return f"{x:.2f}" if abs(x) < 10 else f"{x:.1f}" if abs(x) < 100 else f"{x:.0f}"
