@@ -162,7 +162,8 @@ def test_a_run_of_one_cell_reports_and_skips_what_it_cannot_draw(tmp_path):
     paths = write_report(run)
     text = paths[0].read_text()
     assert paths[1].exists() and "1 cell: 1 ok." in text
-    assert "Time per gradient against size, with the cost model: needs one method measured at two sizes" in text
+    title = "Time per gradient against size, with the cost model"
+    assert f"{title}: needs one method measured at two sizes" in text
     assert "failed:" not in text
 
 
