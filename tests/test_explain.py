@@ -67,6 +67,37 @@ def test_cpu_profile_counts_the_ops_that_do_work():
     assert 0 < p.busy_s <= p.wall_s
 
 
+def test_cpu_ops_read_from_kinetos_events_match_the_profilers_event_tree():
+    """The same ops, the same work ops and the same busy time as torch's FunctionEvent tree, for
+    a torch.func step (each op recorded once per functorch layer: nested repeats are one op)."""
+    from torch.autograd import DeviceType
+    from torch.autograd.profiler import profile
+
+    from harness.profiling import NO_WORK, cpu_ops
+
+    X, w, y = torch.randn(64, 4), torch.randn(4), torch.randn(64)
+    grad = torch.func.grad(lambda w: ((X @ w - y) ** 2).mean())
+    grad(w)
+    with profile(use_kineto=True) as prof:
+        grad(w)
+    ours = cpu_ops(prof)
+    theirs = [
+        e for e in prof.function_events if e.device_type == DeviceType.CPU and e.name.startswith("aten::")
+    ]
+
+    def works(e):
+        below = lambda c: (
+            (c.name.startswith("aten::") and c.name not in NO_WORK) or any(map(below, c.cpu_children))
+        )
+        return e.name not in NO_WORK and not any(map(below, e.cpu_children))
+
+    assert len(ours) == len(theirs) and sorted(o[0] for o in ours) == sorted(e.name for e in theirs)
+    work = [e for e in theirs if works(e)]
+    assert sum(o[3] for o in ours) == len(work) >= 3
+    busy = sum((end - start) for _, start, end, w in ours if w) * 1e-3
+    assert busy == pytest.approx(sum(e.cpu_time_total for e in work), rel=1e-9)
+
+
 # -- run_family fills them ----------------------------------------------------------------------
 
 
