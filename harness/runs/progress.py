@@ -15,7 +15,6 @@ from ..measure import TimingOptions
 from ..schema import STATUSES
 from .eta import Estimate
 
-
 REFRESH_PER_S = 2
 
 
