@@ -174,6 +174,7 @@ def family_measure(
     threads: int | None = None,
     seed: int = 0,
     keep: list | None = None,
+    h: int | None = None,
 ) -> Measure:
     """(n, rounds) -> the paired ratio of methods[1] to methods[0] with its 95% interval, from one
     family run by run_family (no profiling: only the ratio is wanted). The records go to `keep`
@@ -185,7 +186,7 @@ def family_measure(
 
     def measure(n: int, rounds: int) -> tuple[float, float, float]:
         cells = [
-            Cell(problem, m, pattern=pattern, dtype=dtype, device=device, n=n, d=d, seed=seed)
+            Cell(problem, m, pattern=pattern, dtype=dtype, device=device, n=n, d=d, h=h, seed=seed)
             for m in methods
         ]
         timing = TimingOptions(min_run_time_s=min_run_time_s, rounds=rounds, profile=False)
@@ -268,6 +269,7 @@ def add_parser(sub) -> None:
     p = sub.add_parser("crossover", help="the n where a method's paired overhead over manual falls under 10%")
     p.add_argument("--problem", default="linear")
     p.add_argument("--d", type=int, default=64, help="features (problems that have d)")
+    p.add_argument("--h", type=int, help="hidden units (problems that have h: mlp)")
     p.add_argument("--dtype", default="float32")
     p.add_argument("--pattern", default="full")
     p.add_argument("--methods", default="manual,autograd", help="BASELINE,METHOD (default manual,autograd)")
@@ -328,14 +330,15 @@ def _prepare(args, keep: list | None = None) -> tuple[Measure, dict, int]:
         raise ValueError("--threshold must be > 1, --rounds >= 3, --min-run-time > 0")
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     for m in methods:  # unknown names, and what cannot run here, are told before anything runs
-        cell = Cell(args.problem, m, args.pattern, args.dtype, device, n=args.n_max, d=args.d)
+        cell = Cell(args.problem, m, args.pattern, args.dtype, device, n=args.n_max, d=args.d, h=args.h)
         reason = cell.skip_reason()
         if reason:
             raise ValueError(f"--methods: {m} cannot run: {reason}")
-    quantum = Cell(args.problem, methods[0], pattern=args.pattern, n=args.n_max, d=args.d).k
+    quantum = Cell(args.problem, methods[0], pattern=args.pattern, n=args.n_max, d=args.d, h=args.h).k
     context = {
         "problem": args.problem,
         "d": args.d,
+        "h": args.h,
         "dtype": str(DTYPES[args.dtype]).removeprefix("torch."),
         "pattern": args.pattern,
         "baseline": methods[0],
@@ -345,6 +348,6 @@ def _prepare(args, keep: list | None = None) -> tuple[Measure, dict, int]:
     }
     measure = family_measure(
         args.problem, args.d, args.dtype, methods, device, args.pattern, args.min_run_time, args.threads,
-        keep=keep,
+        keep=keep, h=args.h,
     )  # fmt: skip
     return measure, context, quantum
