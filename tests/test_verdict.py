@@ -55,15 +55,15 @@ def test_unstable_timings_are_grouped_by_cause_with_their_noise():
     groups = unstable_groups(normalize(pd.DataFrame(records)))
     assert [len(g.cells) for g in groups] == [4, 6]
     launch, noisy = groups
-    assert launch.cause == "launch- or overhead-bound steps" and launch.noise == 0.3
+    assert launch.cause == "in launch- or overhead-bound steps" and launch.noise == 0.3
     assert "swing 2 to 3x between runs" in launch.sentence()
     assert noisy.cause.startswith("on worker 1, noisier than the others") and noisy.noise == 0.5
-    assert noisy.sentence().startswith("6 timings unstable, on worker 1")
+    assert noisy.sentence().startswith("6 timings unstable on worker 1")
     assert "(median IQR 50%)" in noisy.sentence()
 
 
 def test_unstable_timings_on_every_worker_alike_are_one_group():
     records = [rec("manual", 10**5, d, worker=d % 2, iqr=0.2) for d in range(1, 11)]
     (group,) = unstable_groups(normalize(pd.DataFrame(records)))
-    assert group.cause == "others, on every worker" and len(group.cells) == 10
+    assert group.cause == "elsewhere, on every worker alike" and len(group.cells) == 10
     assert group.sentence().endswith("other load on the machine while they ran?")

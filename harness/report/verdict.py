@@ -232,7 +232,7 @@ class Unstable:
     def sentence(self) -> str:
         count = plural(len(self.cells), "timing")
         end = "" if self.why.endswith("?") else "."
-        return f"{count} unstable, {self.cause} (median IQR {self.noise:.0%}): {self.why}{end}"
+        return f"{count} unstable {self.cause} (median IQR {self.noise:.0%}): {self.why}{end}"
 
     def row(self) -> dict:
         worst = self.cells.loc[self.cells["noise"].idxmax()]
@@ -258,7 +258,7 @@ def unstable_groups(df: pd.DataFrame) -> list[Unstable]:
     if launch.any():
         groups.append(
             Unstable(
-                "launch- or overhead-bound steps",
+                "in launch- or overhead-bound steps",
                 unstable[launch],
                 f"such timings swing {SWING} between runs (seen on an H200); read their ratios with care",
             )
@@ -276,8 +276,8 @@ def unstable_groups(df: pd.DataFrame) -> list[Unstable]:
             )
             rest = rest[rest["worker"] != worker]
     if len(rest):
-        spread = "on every worker" if timed["worker"].nunique() > 1 else "in this run"
-        groups.append(Unstable(f"others, {spread}", rest, "other load on the machine while they ran?"))
+        cause = "elsewhere, on every worker alike" if timed["worker"].nunique() > 1 else "elsewhere"
+        groups.append(Unstable(cause, rest, "other load on the machine while they ran?"))
     return groups
 
 
