@@ -365,13 +365,13 @@ def test_report_explains_the_largest_overhead_in_words():
         ]
     )
     words = explain.sentences(df)
-    assert words[0] == "manual, of its 1 profiled cell: launch-bound 1."
+    assert words[0] == "manual: of its 1 profiled cell, launch-bound 1."
     text = words[1]
     cell = "linear n=10000 d=64 float32 full"
     assert text.startswith(f"autograd at {cell}, 4.80x manual (its largest overhead): ")
     assert "14 kernels, GPU busy 18 µs of 287 µs: launch-bound" in text
     assert "(manual: 7 kernels, GPU busy 14 µs of 50 µs, likewise)" in text  # its bound said once
-    assert text.endswith("of its 1 profiled cell: launch-bound 1.")
+    assert text.endswith("; of its 1 profiled cell, launch-bound 1.")
     assert len(explain.profile_table(df)) == 2
 
 

@@ -3,7 +3,7 @@ overhead with its profiled step beside the baseline's.
 
 "autograd at linear n=10000 d=64 float32 full, 4.80x manual (its largest overhead): 13 kernels,
 GPU busy 18 µs of 287 µs: launch-bound (manual: 7 kernels, GPU busy 14 µs of 50 µs, likewise); of
-its 12 profiled cells: launch-bound 8, memory-bound 4". Read from the records' profile columns
+its 12 profiled cells, launch-bound 8, memory-bound 4". Read from the records' profile columns
 (harness.profiling); nothing here measures.
 """
 
@@ -64,13 +64,14 @@ SHORT = {"memory": "memory-bound", "compute": "compute-bound", "other": "busy wi
 
 
 def bound_counts(cells: pd.DataFrame) -> str:
-    """'overhead-bound (Python, dispatcher, autograd engine) 40, memory-bound 10, compute-bound 12'."""
+    """'overhead-bound 40, memory-bound 10, compute-bound 12' (what overhead is, the section's note
+    and each line's example say once)."""
     counts = cells["bound"].value_counts()
     words = []
     for bound, k in counts.items():
         if bound == "launch":
             cuda = (cells.loc[cells["bound"] == bound, "device"] == "cuda").all()
-            words.append(f"{'launch-bound' if cuda else HOST_BOUND} {k}")
+            words.append(f"{'launch-bound' if cuda else 'overhead-bound'} {k}")
         else:
             words.append(f"{SHORT.get(bound, bound)} {k}")
     return ", ".join(words)
@@ -91,10 +92,10 @@ def sentences(df: pd.DataFrame) -> list[str]:
             notes = cells["profile_note"].dropna()
             out.append(f"{method}: not profiled ({notes.iloc[0] if len(notes) else 'no profile'}).")
             continue
-        counts = f"of its {plural(len(profiled), 'profiled cell')}: {bound_counts(profiled)}"
+        counts = f"of its {plural(len(profiled), 'profiled cell')}, {bound_counts(profiled)}"
         paired = profiled[profiled["vs_manual"].notna()] if method != base else profiled.iloc[0:0]
         if paired.empty:
-            out.append(f"{method}, {counts}.")
+            out.append(f"{method}: {counts}.")
             continue
         r = paired.loc[paired["vs_manual"].idxmax()]
         text = f"{method} at {cell_label(r, method=False)}, {r['vs_manual']:.2f}x {base} (its largest "
