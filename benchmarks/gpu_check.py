@@ -101,7 +101,7 @@ SMOKE_CROSSOVER = ["--d", "8", "--n-min", "100", "--n-max", "2000", "--rounds", 
 def where_time_goes(records: pd.DataFrame) -> list[str]:
     from harness.report.explain import sentences
 
-    out = [f"- {s}" for s in sentences(records, top=4)]
+    out = [f"- {s}" for s in sentences(records)]  # a line per method
     fused = records[(records["method"] == "fused") & records["floor_fraction"].notna()]
     for (problem, dtype), g in fused.groupby(["problem", "dtype"], sort=True):
         best = g.loc[g["floor_fraction"].idxmax()]

@@ -41,21 +41,32 @@ def main(argv: list[str] | None = None) -> int:
     return code
 
 
-def _main(argv: list[str] | None) -> int:
-    from .plugins import PluginError
-    from .runs.command import BadInput
-    from .runs.config import ConfigError
+# The errors a user's input causes, by the module that defines each: caught where loaded (a module
+# not imported raised none), so that `report` and `list` need not import what `run` needs (torch).
+USER_ERRORS = {
+    "harness.runs.errors": "BadInput",
+    "harness.runs.config": "ConfigError",
+    "harness.plugins": "PluginError",
+}
 
-    args = _parser().parse_args(argv)
+
+def _user_errors() -> tuple[type, ...]:
+    return tuple(getattr(sys.modules[m], name) for m, name in USER_ERRORS.items() if m in sys.modules)
+
+
+def _main(argv: list[str] | None) -> int:
+    args = _parser(sys.argv[1:] if argv is None else argv).parse_args(argv)
     try:
         status = args.command(args)
         sys.stdout.flush()  # a reader gone (`| head`) shows here, not in the interpreter's exit
         return status
-    except (BadInput, ConfigError, PluginError) as exc:
-        print(f"gradbench: error: {' '.join(str(exc).split())}", file=sys.stderr)
-        return 2
     except BrokenPipeError:
         return _reader_gone()
+    except Exception as exc:
+        if not isinstance(exc, _user_errors()):
+            raise
+        print(f"gradbench: error: {' '.join(str(exc).split())}", file=sys.stderr)
+        return 2
 
 
 def _reader_gone() -> int:
@@ -68,22 +79,33 @@ def _reader_gone() -> int:
     return 128 + signal.SIGPIPE
 
 
-def _parser() -> argparse.ArgumentParser:
+def _cmd_run(args) -> int:
     from .runs.command import cmd_run
 
+    return cmd_run(args)
+
+
+LIGHT = ("report", "compare", "list", "crossover")  # commands that take no executor options
+
+
+def _parser(words: list[str] | None = None) -> argparse.ArgumentParser:
+    """The command's parser for the command line `words`. `run`'s executor options come from the
+    registered executors, whose modules import torch: they are left out when `words` name
+    another command (None: the whole parser)."""
     p = _Parser(prog="gradbench", description="Hand-written gradients against autograd.")
     sub = p.add_subparsers(required=True, metavar="{run,report,compare,list,crossover}")
     run = sub.add_parser("run", help="run the cells of a config into a run directory")
     run.add_argument("config", type=Path, metavar="CONFIG")
     run.add_argument("--out", type=Path, default=Path("results"), help="where run directories go")
-    _executor_arguments(run)
+    if not words or words[0] not in LIGHT:
+        _executor_arguments(run)
     run.add_argument("--resume", type=Path, metavar="RUN_DIR", help="run only the cells RUN_DIR lacks")
     run.add_argument("--dry-run", action="store_true", help="list the cells and skipped combinations")
     run.add_argument("--strict", action="store_true", help="exit 1 when any cell is not ok")
     run.add_argument(
         "--device", choices=("cpu", "cuda"), help="run every cell there (default: the config's `devices`)"
     )
-    run.set_defaults(command=cmd_run)
+    run.set_defaults(command=_cmd_run)
     report = sub.add_parser("report", help="write report.md, report.html and plots of a run")
     report.add_argument("run_dir", type=Path, metavar="RUN_DIR")
     report.set_defaults(command=cmd_report)
@@ -125,7 +147,7 @@ def _executor_arguments(run: argparse.ArgumentParser) -> None:
 
 
 def _run_dir(path: Path) -> Path:
-    from .runs.command import BadInput
+    from .runs.errors import BadInput
 
     if not path.is_dir():
         raise BadInput(f"{path}: no such run directory")
@@ -144,7 +166,7 @@ def cmd_report(args) -> int:
 
 def cmd_compare(args) -> int:
     from .report import compare_runs
-    from .runs.command import BadInput
+    from .runs.errors import BadInput
 
     if args.threshold <= 0:
         raise BadInput(f"--threshold: must be > 0, got {args.threshold}")

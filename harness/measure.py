@@ -7,9 +7,9 @@ is measured on the same device at the same moment, round by round (`paired_ratio
 
 from __future__ import annotations
 
-import gc
 import math
 import time
+import timeit
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,8 +17,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils.benchmark import Timer
-from torch.utils.benchmark.utils.timer import timer as clock  # the Timer's clock: syncs the accelerator
+from torch.utils.benchmark.utils.common import set_torch_threads
+from torch.utils.benchmark.utils.timer import timer as benchmark_clock
 
 from . import gpu
 
@@ -44,33 +44,34 @@ class TimingOptions:
 FLUSHED_CALLS = 10  # calls per sample under flush_l2: each pays an untimed flush
 
 
-def make_timer(fn: Callable[[], None], threads: int) -> Timer:
-    # Timer's default num_threads is 1, not the process's: always say what is meant
-    return Timer(stmt="fn()", globals={"fn": fn}, num_threads=threads)
+class BlockTimer:
+    """Blocks of calls of fn, timed as torch.utils.benchmark.Timer times them (its clock, which
+    synchronizes the accelerator before each reading, and its thread count) but without the
+    warm-up Timer.timeit runs before every block: max(number // 100, 2) untimed calls, so a
+    block of one call cost three. The steps are warmed before any block, and each method's
+    blocks follow its own earlier ones; on quick.yaml those warm-ups were 11 s of the workers'
+    40 s inside timing, against 17.5 s of samples."""
+
+    def __init__(self, fn: Callable[[], None], threads: int):
+        self.timer = timeit.Timer(stmt="fn()", globals={"fn": fn}, timer=benchmark_clock)
+        self.threads = threads  # Timer's default num_threads is 1, not the process's: say it
+
+    def mean(self, number: int) -> float:
+        """Seconds per call over one block of `number` calls."""
+        with set_torch_threads(self.threads):
+            # Timer's floor: even a C++ timer call takes about 50 ns
+            return max(self.timer.timeit(number), 1e-9) / number
 
 
-def block_s(fn: Callable[[], None], number: int) -> float:
-    """Seconds per call of `number` calls in a row, on the Timer's clock, the garbage collector
-    off as timeit has it. Not Timer.timeit: before every block it makes max(number // 100, 2)
-    untimed calls of its own, which at blocks of one to a few calls doubles or triples what a
-    round costs (the step is warmed up once, before the rounds)."""
-    collecting = gc.isenabled()
-    gc.disable()
-    try:
-        start = clock()
-        for _ in range(number):
-            fn()
-        return (clock() - start) / number
-    finally:
-        if collecting:
-            gc.enable()
+def make_timer(fn: Callable[[], None], threads: int) -> BlockTimer:
+    return BlockTimer(fn, threads)
 
 
-def block_size(timer: Timer, target_s: float) -> int:
+def block_size(timer: BlockTimer, target_s: float) -> int:
     """Calls per block so that a block lasts about target_s (timeit.autorange's 1-2-5 ladder)."""
     number = 1
     while True:
-        t = timer.timeit(number).mean * number
+        t = timer.mean(number) * number
         if t >= target_s or number >= 10**7:
             return number
         number = max(number * 2, int(number * 1.2 * target_s / max(t, 1e-9)))
@@ -85,7 +86,7 @@ def interleaved(
 ) -> tuple[dict[str, list[float]], dict[str, int]]:
     """Per-call times of each fn, one sample per round, the fns taking turns within a round;
     and the calls per block of each. `syncs[name]` waits for what fn `name` queued (a method's
-    own `synchronize`); the Timer itself synchronizes torch's CUDA work around each block."""
+    own `synchronize`); the block timer's clock synchronizes the accelerator around each block."""
     syncs = syncs or {}
     timers = {name: make_timer(fn, threads) for name, fn in fns.items()}
     target = opts.min_run_time_s / opts.rounds
@@ -94,19 +95,14 @@ def interleaved(
     if flush is not None:
         blocks = {name: min(b, FLUSHED_CALLS) for name, b in blocks.items()}
     samples: dict[str, list[float]] = {name: [] for name in fns}
-    prior = torch.get_num_threads()
-    torch.set_num_threads(threads)  # what the Timer's num_threads did for its own blocks
-    try:
-        for _ in range(opts.rounds):
-            for name, fn in fns.items():
-                syncs.get(name, _nothing)()
-                if flush is None:
-                    samples[name].append(block_s(fn, blocks[name]))
-                else:  # a block timer would time the flushes too: call by call, the flush left out
-                    times = gpu.flushed_call_times(fn, blocks[name], flush, device)
-                    samples[name].append(sum(times) / len(times))
-    finally:
-        torch.set_num_threads(prior)
+    for _ in range(opts.rounds):
+        for name, timer in timers.items():
+            syncs.get(name, _nothing)()
+            if flush is None:
+                samples[name].append(timer.mean(blocks[name]))
+            else:  # a block timer would time the flushes too: call by call, the flush left out
+                times = gpu.flushed_call_times(fns[name], blocks[name], flush, device)
+                samples[name].append(sum(times) / len(times))
     return samples, blocks
 
 

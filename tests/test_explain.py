@@ -67,6 +67,37 @@ def test_cpu_profile_counts_the_ops_that_do_work():
     assert 0 < p.busy_s <= p.wall_s
 
 
+def test_cpu_ops_read_from_kinetos_events_match_the_profilers_event_tree():
+    """The same ops, the same work ops and the same busy time as torch's FunctionEvent tree, for
+    a torch.func step (each op recorded once per functorch layer: nested repeats are one op)."""
+    from torch.autograd import DeviceType
+    from torch.autograd.profiler import profile
+
+    from harness.profiling import NO_WORK, cpu_ops
+
+    X, w, y = torch.randn(64, 4), torch.randn(4), torch.randn(64)
+    grad = torch.func.grad(lambda w: ((X @ w - y) ** 2).mean())
+    grad(w)
+    with profile(use_kineto=True) as prof:
+        grad(w)
+    ours = cpu_ops(prof)
+    theirs = [
+        e for e in prof.function_events if e.device_type == DeviceType.CPU and e.name.startswith("aten::")
+    ]
+
+    def works(e):
+        below = lambda c: (
+            (c.name.startswith("aten::") and c.name not in NO_WORK) or any(map(below, c.cpu_children))
+        )
+        return e.name not in NO_WORK and not any(map(below, e.cpu_children))
+
+    assert len(ours) == len(theirs) and sorted(o[0] for o in ours) == sorted(e.name for e in theirs)
+    work = [e for e in theirs if works(e)]
+    assert sum(o[3] for o in ours) == len(work) >= 3
+    busy = sum((end - start) for _, start, end, w in ours if w) * 1e-3
+    assert busy == pytest.approx(sum(e.cpu_time_total for e in work), rel=1e-9)
+
+
 # -- run_family fills them ----------------------------------------------------------------------
 
 
@@ -334,10 +365,13 @@ def test_report_explains_the_largest_overhead_in_words():
         ]
     )
     words = explain.sentences(df)
-    assert words[0].startswith("autograd at linear n=10000 d=64 float32 full, 4.80x manual: ")
-    assert "14 kernels, GPU busy 18 µs of 287 µs: launch-bound" in words[0]
-    assert "(manual: 7 kernels, GPU busy 14 µs of 50 µs: launch-bound)" in words[0]
-    assert "2 cells launch- or overhead-bound" in words[-1] and "2 to 3x" in words[-1]
+    assert words[0] == "manual: of its 1 profiled cell, launch-bound 1."
+    text = words[1]
+    cell = "linear n=10000 d=64 float32 full"
+    assert text.startswith(f"autograd at {cell}, 4.80x manual (its largest overhead): ")
+    assert "14 kernels, GPU busy 18 µs of 287 µs: launch-bound" in text
+    assert "(manual: 7 kernels, GPU busy 14 µs of 50 µs, likewise)" in text  # its bound said once
+    assert text.endswith("; of its 1 profiled cell, launch-bound 1.")
     assert len(explain.profile_table(df)) == 2
 
 
@@ -345,7 +379,7 @@ def test_report_words_on_the_cpu_name_host_overhead():
     df = pd.DataFrame(
         [_row("manual", 1.0, 6, 20e-6, 40e-6, "compute"), _row("autograd", 3.0, 13, 30e-6, 300e-6, "launch")]
     )
-    text = explain.sentences(df)[0]
+    text = explain.sentences(df)[1]
     assert (
         "13 ops doing work, busy 30 µs of 300 µs: overhead-bound (Python, dispatcher, autograd engine)"
         in text

@@ -236,3 +236,25 @@ def test_a_family_no_worker_can_run_is_an_error_and_the_rest_run():
     bad = {records[c]["error"] for c in ids(families[:1])}
     assert bad == {"not run: it needs a cuda worker, the workers have cpu"}
     assert {records[c]["status"] for c in ids(families[1:])} == {"ok"}
+
+
+def test_families_that_need_something_warm_go_to_the_worker_that_has_it():
+    """Compiling families on the worker that compiled first, while the other has other work; at
+    the end nothing idles for them; a worker replaced after a death has nothing warm."""
+
+    def workers_of(backend, families):
+        ran = {c.cell_id: w.index for w in backend.started for t in w.queue for c in t.family[0]}
+        return {ran[c.cell_id] for f in families for c in f.cells}
+
+    backend = FakeBackend()
+    warm = [Family(family(i).cells, warm="compiler") for i in range(4)]
+    cold = [family(i) for i in range(10, 16)]
+    assert len(run(Pool(backend, workers=2), [*warm, *cold])) == 20
+    assert workers_of(backend, warm) == {0}
+    assert workers_of(backend, cold) == {0, 1}
+
+    backend = FakeBackend()  # only warm families: both workers take them
+    warm = [Family(family(i).cells, warm="compiler") for i in range(6)]
+    assert len(run(Pool(backend, workers=2), warm)) == 12
+    assert workers_of(backend, warm) == {0, 1}
+    assert warm[0].again(2).warm == "compiler"

@@ -53,7 +53,7 @@ def test_the_same_definition_twice_is_not_a_clash():
 
 
 def test_a_plugin_problem_named_like_a_builtin_is_refused(tmp_path):
-    # the README's ridge plugin, copied with `name = "linear"`: it must not replace linear
+    # docs/plugins.md's ridge plugin, copied with `name = "linear"`: it must not replace linear
     clash = tmp_path / "ridge_as_linear.py"
     clash.write_text(RIDGE.read_text().replace('name = "ridge"', 'name = "linear"'))
     with pytest.raises(PluginError, match=r"problem 'linear' is already registered by harness\.problems"):

@@ -15,8 +15,9 @@ from harness.report import plotting, write_report
 from harness.report.data import read_run
 from harness.report.plots_numerics import agreement, worst_per_size
 from harness.report.plots_speed import time_vs_size
-from harness.report.summary import agreement_table, size_axes, times, verdict
+from harness.report.summary import agreement_table, size_axes, times
 from harness.report.tables import markdown_table
+from harness.report.verdict import verdict
 from helpers import write_run
 
 FAST = TimingOptions(min_run_time_s=0.005, rounds=3, warmup=1)
@@ -61,19 +62,12 @@ def quick_report(quick_run) -> list[Path]:
 # -- the report of a quick-like run ---------------------------------------------------------------
 
 
-def test_quick_run_writes_markdown_html_and_six_plots(quick_run, quick_report):
+def test_quick_run_writes_markdown_html_and_its_plots(quick_run, quick_report):
     md, page, *plots = quick_report
     assert md == quick_run / "report.md" and page == quick_run / "report.html"
     names = {p.stem for p in plots}
-    assert len(plots) >= 6, names
-    assert {
-        "time_vs_size",
-        "overhead_vs_manual",
-        "cost_ratio",
-        "agreement",
-        "accumulation",
-        "bandwidth",
-    } <= names
+    assert len(plots) >= 5, names
+    assert {"time_vs_size", "overhead_vs_manual", "cost_ratio", "agreement", "accumulation"} <= names
     assert "workers" in names  # two workers recorded
     for p in plots:
         data = p.read_bytes()
@@ -102,12 +96,19 @@ def test_html_is_self_contained(quick_run, quick_report):
     assert html.index('id="verdict"') < html.index('id="tables"') < html.index('id="plots"')
 
 
-def test_verdict_names_overheads_and_ratios_from_records(quick_run):
+def test_verdict_gives_a_line_per_method_with_its_model_worst_cell_and_agreement(quick_run):
     df = read_run(quick_run).records
     v = verdict(df)
     assert len(v.mismatches) == 0 and len(v.failed) == 0
-    top = df[df["method"] != "manual"]["vs_manual"].max()
-    assert v.overheads.iloc[0]["vs manual (95% CI)"].startswith(f"{times(top)}x")
+    lines = {line.split("**")[1]: line for line in v.lines if line.startswith("**")}
+    assert set(lines) == {"manual", "autograd", "func"}
+    assert "per step +" in lines["manual"] and "per byte" in lines["manual"]
+    for method in ("autograd", "func"):
+        top = df[df["method"] == method]["vs_manual"].max()
+        assert f", {times(top)}x (" in lines[method], lines[method]  # its worst cell
+        assert "per step and" in lines[method] and "manual's time per byte" in lines[method]
+        assert f"All {(df['method'] == method).sum()} cells agree." in lines[method]
+    assert any(line.startswith("Cost model: ") for line in v.lines)
 
 
 def test_size_axis_is_n_with_a_family_per_d_where_d_varies_too(quick_run):
@@ -161,7 +162,8 @@ def test_a_run_of_one_cell_reports_and_skips_what_it_cannot_draw(tmp_path):
     paths = write_report(run)
     text = paths[0].read_text()
     assert paths[1].exists() and "1 cell: 1 ok." in text
-    assert "Time per gradient against size: needs one method measured at two sizes or more" in text
+    title = "Time per gradient against size, with the cost model"
+    assert f"{title}: needs one method measured at two sizes" in text
     assert "failed:" not in text
 
 
@@ -267,10 +269,11 @@ def test_time_against_size_draws_one_line_per_shape_never_across_shapes(quick_ru
     fig, axes, _ = figures["time_vs_size.png"]
     ax = panel(axes, "linear · float32")
     lines = [line for line in ax.get_lines() if len(line.get_xdata()) and line.get_linestyle() != "None"]
-    # quick_records' linear: d=4 at n = 64 and 1024, d=16 at n = 1024; three methods
-    xs = sorted(tuple(line.get_xdata()) for line in lines)
-    assert xs == [(64, 1024)] * 3 + [(1024,)] * 3, xs
-    styles = {tuple(line.get_xdata()): line.get_linestyle() for line in lines}
-    assert styles[(64, 1024)] == "-" and styles[(1024,)] == "--"
+    # quick_records' linear: d=4 at n = 64 and 1024 (the cost model's line between them), d=16 at
+    # n = 1024 only (a point, no line); three methods
+    ends = sorted((line.get_xdata()[0], line.get_xdata()[-1]) for line in lines)
+    assert ends == [(64, 1024)] * 3 + [(1024, 1024)] * 3, ends
+    styles = {(line.get_xdata()[0], line.get_xdata()[-1]): line.get_linestyle() for line in lines}
+    assert styles[(64, 1024)] == "-" and styles[(1024, 1024)] == "--"
     assert ax.get_xlabel() == "n (samples)"
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["d=4", "d=16"]

@@ -41,8 +41,11 @@ class Catalog:
 
     @classmethod
     def of_run(cls, manifest: dict) -> Catalog:
-        """The run's own declarations, completed by what is registered here."""
-        here = cls.registered()
+        """The run's own declarations, completed by what is registered here where the manifest
+        declares none (a run made before manifests kept them): importing the registries imports
+        torch, which a report of a run that declares them does without."""
+        declared = all(manifest.get(k) for k in ("methods", "patterns", "problems"))
+        here = cls() if declared else cls.registered()
         return cls(
             methods={**here.methods, **(manifest.get("methods") or {})},
             patterns={**here.patterns, **(manifest.get("patterns") or {})},

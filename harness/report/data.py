@@ -7,6 +7,7 @@ is going, was killed or finished alike: records.parquet when it is current, else
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import pandas as pd
@@ -32,6 +33,13 @@ class Run:
     def catalog(self) -> Catalog:
         """What the run's methods, patterns and problems declared of themselves."""
         return Catalog.of_run(self.manifest)
+
+    @cached_property
+    def cost_models(self) -> list:
+        """Each method's cost model per shape family (costmodel.py), fitted once per report."""
+        from .costmodel import cost_models
+
+        return cost_models(self.records, self.catalog.baseline(self.records["method"]))
 
     @property
     def run_id(self) -> str:

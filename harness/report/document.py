@@ -1,8 +1,8 @@
 """A report's content, once, as a list of blocks; render.py turns it into markdown and HTML.
 
-Order is the point: the verdict first (what is wrong, what is slow, what is noisy, what
-failed, and whether the run is whole), then the sections plugins add, the tables, the plots,
-the environment, and every cell.
+Order is the point: the verdict first (whether the run is whole, what each method costs, and what
+needs attention: wrong gradients, failures, noisy timings), then the sections plugins add, the
+tables, the plots, the environment, and every cell.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from .blocks import Bullets, Document, Heading, Image, Para, Plot, Table
 from .data import Run
 from .environment import environment
 from .sections import Section
+from .verdict import Verdict, verdict
 
 ALL_CELLS = "All cells"  # the last section's name, as the rest of the report refers to it
 
@@ -26,23 +27,45 @@ def _headline(run: Run) -> str:
     return f"Run `{run.run_id}`: {config}{len(df)} cells on {devices or 'an unrecorded device'}."
 
 
-def _verdict(run: Run, v: S.Verdict, sections: list[Section]) -> list:
+MODEL_NOTE = (
+    "Each method's time per step fitted, per shape family (the cells that differ only by n), as a "
+    "fixed cost plus a cost per byte read (Theil-Sen over the rounds, so one disturbed round moves "
+    "neither; 95% intervals from resampled rounds, paired with the baseline's). Against the baseline: "
+    "the extra fixed cost, the ratio of costs per byte, and the sizes where the method's time is within "
+    "10% of the baseline's. Fit error: the line against the measured medians; size left out: each size "
+    "predicted by a fit without it (three sizes or more)."
+)
+MAX_OPEN_ROWS = 12  # longer tables of the verdict open on a click in HTML
+
+
+def _verdict(run: Run, v: Verdict, sections: list[Section]) -> list:
     sentences = v.sentences(planned=run.planned, state=run.state)
     sentences += [s for section in sections for s in section.verdict]
     blocks: list = [Heading("Verdict"), Bullets(sentences)]
+    if v.attention:
+        blocks += [Para("**Needs attention:**"), Bullets(v.attention)]
+    elif v.counts:
+        blocks += [Para("Nothing needs attention: every cell ran and agrees, every timing is stable.")]
+    if len(v.models):
+        fitted = v.models[v.models["fit error"] != ""] if "fit error" in v.models else v.models
+        lone = v.models.drop(fitted.index)
+        note = MODEL_NOTE
+        if len(lone):
+            shapes = sorted(set(lone["shape family"]))
+            note += f" One size only, no line: {', '.join(shapes)}."
+        if len(fitted):
+            table = Table(fitted, collapsed=len(fitted) > MAX_OPEN_ROWS)
+            blocks += [Heading("Cost model", 3), Para(note), table]
     if len(v.mismatches):
         blocks += [Heading("Cells that disagree with the reference", 3), Table(v.mismatches)]
-    if len(v.overheads):
-        note = "Paired ratio of each cell's time to its family's manual gradient, measured side by side."
-        blocks += [Heading("Largest autograd overheads", 3), Para(note), Table(v.overheads)]
     if len(v.unstable):
-        shown = v.unstable.head(S.TOP)
-        more = len(v.unstable) - len(shown)
-        note = "Cells whose timing rounds spread by more than 10% of the median (stable == False)"
-        note += f'; the {more} others are in "{ALL_CELLS}" below.' if more else "."
-        blocks += [Heading("Unstable timings", 3), Para(note), Table(shown)]
+        note = (
+            "Cells whose timing rounds spread by more than 10% of the median (stable == False), by "
+            f'cause; each cell is in "{ALL_CELLS}" below.'
+        )
+        blocks += [Heading("Unstable timings", 3), Para(note), Table(v.unstable)]
     if len(v.failed):
-        blocks += [Heading("Failed cells", 3), Table(v.failed)]
+        blocks += [Heading("Failed cells", 3), Table(v.failed, collapsed=len(v.failed) > MAX_OPEN_ROWS)]
     return blocks
 
 
@@ -67,7 +90,7 @@ def build(run: Run, plots: list[Plot], sections: list[Section], notes: list[str]
     df = run.records
     doc = Document(f"gradbench report · {run.run_id}")
     doc.add(Para(_headline(run)))
-    doc.add(*_verdict(run, S.verdict(df), sections))
+    doc.add(*_verdict(run, verdict(df, run.cost_models), sections))
     doc.add(*_where_time_goes(df))
     for section in sections:
         doc.add(Heading(section.title), *section.blocks)

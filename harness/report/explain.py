@@ -1,8 +1,10 @@
-"""Where the time goes, in words: each large overhead with its profiled step beside the baseline's.
+"""Where the time goes, in words: a line per method, what bounds its cells, and its largest
+overhead with its profiled step beside the baseline's.
 
-"autograd at linear n=10000 d=64 float32 full: 13 kernels, GPU busy 18 µs of 287 µs: launch-bound
-(manual: 7 kernels, 14 µs of 50 µs)". Read from the records' profile columns (harness.profiling);
-nothing here measures.
+"autograd at linear n=10000 d=64 float32 full, 4.80x manual (its largest overhead): 13 kernels,
+GPU busy 18 µs of 287 µs: launch-bound (manual: 7 kernels, GPU busy 14 µs of 50 µs, likewise); of
+its 12 profiled cells, launch-bound 8, memory-bound 4". Read from the records' profile columns
+(harness.profiling); nothing here measures.
 """
 
 from __future__ import annotations
@@ -11,12 +13,12 @@ import math
 
 import pandas as pd
 
+from ..schema import SIZE_NAMES
 from . import catalog
-from .summary import TOP, cell_label, fmt_num, fmt_time, plural
+from .summary import cell_label, fmt_num, fmt_time, plural
 
-FAMILY = ["problem", "mode", "dtype", "pattern", "data", "device", "n", "d", "h", "seed"]
-# seen on an H200 (profiled by hand, torch 2.11): the same launch-bound steps ran 0.26 to 0.59 ms
-SWING = "2 to 3x"
+HOST_BOUND = "overhead-bound (Python, dispatcher, autograd engine)"  # a CPU step's launch-bound
+FAMILY = ["problem", "mode", "dtype", "pattern", "data", "device", *SIZE_NAMES, "seed"]
 
 
 def _num(x) -> float | None:
@@ -32,7 +34,7 @@ def bound_words(r: pd.Series) -> str:
     """What limits the step, as a reader would say it on this device."""
     b, ff, cuda = r.get("bound"), _num(r.get("floor_fraction")), r.get("device") == "cuda"
     if b == "launch":
-        return "launch-bound" if cuda else "overhead-bound (Python, dispatcher, autograd engine)"
+        return "launch-bound" if cuda else HOST_BOUND
     if b == "memory":
         return f"memory-bound ({ff:.0%} of the read floor)" if ff is not None else "memory-bound"
     if b == "compute":
@@ -58,29 +60,51 @@ def profile_words(r: pd.Series) -> str:
     return f"{fmt_num(kernels)} ops doing work, busy {fmt_time(busy)} of {fmt_time(wall)}"
 
 
-def sentences(df: pd.DataFrame, top: int = TOP) -> list[str]:
-    """The largest overheads over the baseline, each explained by its profile and the baseline's;
-    then the caution that launch-bound ratios swing between runs."""
+SHORT = {"memory": "memory-bound", "compute": "compute-bound", "other": "busy without a byte floor"}
+
+
+def bound_counts(cells: pd.DataFrame) -> str:
+    """'overhead-bound 40, memory-bound 10, compute-bound 12' (what overhead is, the section's note
+    and each line's example say once)."""
+    counts = cells["bound"].value_counts()
+    words = []
+    for bound, k in counts.items():
+        if bound == "launch":
+            cuda = (cells.loc[cells["bound"] == bound, "device"] == "cuda").all()
+            words.append(f"{'launch-bound' if cuda else 'overhead-bound'} {k}")
+        else:
+            words.append(f"{SHORT.get(bound, bound)} {k}")
+    return ", ".join(words)
+
+
+def sentences(df: pd.DataFrame) -> list[str]:
+    """A line per method: what bounds its profiled cells, and for a method paired with the
+    baseline, its largest overhead explained by its profile beside the baseline's."""
     if "bound" not in df or df["bound"].isna().all():
         return []
     known = catalog.current()
     base = known.baseline(df["method"])
-    over = df[df["method"].map(lambda m: isinstance(m, str) and not known.hand_written(m))]
-    over = over[over["vs_manual"].notna()].sort_values("vs_manual", ascending=False).head(top)
     out = []
-    for _, r in over.iterrows():
-        text = f"{r['method']} at {cell_label(r, method=False)}, {r['vs_manual']:.2f}x {base}: "
-        text += f"{profile_words(r)}: {bound_words(r)}"
+    for method in known.method_order(df["method"]):
+        cells = df[df["method"] == method]
+        profiled = cells[cells["bound"].notna()]
+        if profiled.empty:
+            notes = cells["profile_note"].dropna()
+            out.append(f"{method}: not profiled ({notes.iloc[0] if len(notes) else 'no profile'}).")
+            continue
+        counts = f"of its {plural(len(profiled), 'profiled cell')}, {bound_counts(profiled)}"
+        paired = profiled[profiled["vs_manual"].notna()] if method != base else profiled.iloc[0:0]
+        if paired.empty:
+            out.append(f"{method}: {counts}.")
+            continue
+        r = paired.loc[paired["vs_manual"].idxmax()]
+        text = f"{method} at {cell_label(r, method=False)}, {r['vs_manual']:.2f}x {base} (its largest "
+        text += f"overhead): {profile_words(r)}: {bound_words(r)}"
         peer = _peer(df, r, base)
         if peer is not None:
-            text += f" ({base}: {profile_words(peer)}: {bound_words(peer)})"
-        out.append(text + ".")
-    launch = df[df["bound"] == "launch"]
-    if len(launch):
-        out.append(
-            f"{plural(len(launch), 'cell')} launch- or overhead-bound: such timings swing {SWING} "
-            "between runs (seen on an H200), so read their ratios with care."
-        )
+            same = peer.get("bound") == r.get("bound")
+            text += f" ({base}: {profile_words(peer)}{', likewise' if same else ': ' + bound_words(peer)})"
+        out.append(f"{text}; {counts}.")
     return out
 
 

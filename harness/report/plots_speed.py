@@ -1,4 +1,5 @@
-"""What a gradient costs, against size: time, ratio to manual, ratio to the forward pass, GB/s.
+"""What a gradient costs, against size: time (with the cost model's line), ratio to manual, ratio
+to the forward pass.
 
 Facets are problems (columns) by dtypes (rows); a line per method (its colour) and shape family
 (its linestyle: d=1 and d=64 each get their own line against n); sizes on a log axis. Only
@@ -14,6 +15,7 @@ import pandas as pd
 
 from . import catalog
 from . import plotting as P
+from .costmodel import shape_of
 from .data import Run
 from .environment import all_workers
 from .summary import main_pattern, size_axes, with_size
@@ -119,22 +121,64 @@ def shape_legend(ax, cell: pd.DataFrame) -> None:
         ax.legend(handles=handles, fontsize=8, handlelength=2.6, loc="best", framealpha=0.8)
 
 
+def _model_line(ax, model, sizes: pd.Index, style: dict) -> bool:
+    """The cost model's line over the sizes measured; False where there is none to draw."""
+    if model is None or len(sizes) < 2:
+        return False
+    n = np.geomspace(sizes.min(), sizes.max(), 24)
+    ax.plot(n, model.time_at_n(n), lw=1.6, **{**style, "marker": None})
+    return True
+
+
+def _read_floor(ax, cells: pd.DataFrame, read_gbps: float | None, ls: str) -> None:
+    """bytes ÷ the read probe: the least time a step that reads its inputs once can take."""
+    if not read_gbps or cells["bytes_moved"].isna().all():
+        return
+    floor = cells.groupby("size")["bytes_moved"].median().sort_index() / (read_gbps * 1e9)
+    label = f"read floor (bytes ÷ read probe, {read_gbps:.3g} GB/s)"
+    ax.plot(floor.index, floor.values, color="#9a9a9a", lw=1.2, ls=ls, label=label, zorder=1)
+
+
 def time_vs_size(run: Run, out: Path) -> P.Plot:
-    plot = P.Plot("time_vs_size", "Time per gradient against size")
+    """Medians and their spread, the cost model's line through them (costmodel.py), and the read
+    floor: how much of a step is fixed cost, how much is bytes, and how far from the floor."""
+    plot = P.Plot("time_vs_size", "Time per gradient against size, with the cost model")
     df = sized(run, "time_median_s")
     if not has_lines(df):
         plot.skipped = "needs one method measured at two sizes or more"
         return plot
     methods = P.methods_of(df)
+    models = {(m.shape, m.method): m for m in run.cost_models if m.fitted}
+    read = measured_peak(run.manifest, "read_probe_gbps")
     fig, axes, where = facets(df)
+    along = {p: a.along for p, a in size_axes(df).items()}
     for (p, d), ax in where.items():
         cell = df[(df["problem"] == p) & (df["dtype"] == d)]
         method_entries(ax, cell, methods)
-        for st, s in lines(cell, methods, ["time_median_s", "time_iqr_s", "time_min_s"]):
-            # records keep the IQR, not the quartiles: median ± IQR/2, floored at the fastest sample
-            med, half = s["time_median_s"], s["time_iqr_s"] / 2
-            low = med - np.maximum(med - half, s["time_min_s"])
-            ax.errorbar(s.index, med, yerr=[low.clip(lower=0), half], capsize=0, lw=1.6, ms=5, **st)
+        for i, shape in enumerate(shapes_of(cell)):
+            ls = LINESTYLES[i % len(LINESTYLES)]
+            family = cell[cell["shape"] == shape]
+            _read_floor(ax, family, read, ls)
+            for m in methods:
+                own = family[family["method"] == m]
+                if own.empty:
+                    continue
+                st = {**P.style(m, methods), "ls": ls, "label": "_" + m}
+                s = own.groupby("size")[["time_median_s", "time_iqr_s", "time_min_s"]].median().sort_index()
+                # records keep the IQR, not the quartiles: median ± IQR/2, floored at the fastest sample
+                med, half = s["time_median_s"], s["time_iqr_s"] / 2
+                low = (med - np.maximum(med - half, s["time_min_s"])).clip(lower=0)
+                model = models.get((shape_of(own.iloc[0]), m)) if along.get(p) == "n" else None
+                drawn = _model_line(ax, model, s.index, st)
+                ax.errorbar(
+                    s.index,
+                    med,
+                    yerr=[low, half],
+                    capsize=0,
+                    ms=5,
+                    lw=1.6,
+                    **{**st, "ls": "none" if drawn else ls},
+                )
         shape_legend(ax, cell)
         bad = cell[cell["agree"].map(lambda a: a is False).astype(bool)]
         ax.plot(bad["size"], bad["time_median_s"], "x", color=P.BAD, ms=10, mew=2, zorder=5)
@@ -142,7 +186,7 @@ def time_vs_size(run: Run, out: Path) -> P.Plot:
         P.seconds_axis(ax)
         ax.set_ylabel("time per gradient (median)")
     extra = [P.bad_marker()] if (df["agree"].map(lambda a: a is False)).any() else []
-    title = "Time per gradient against size (median over rounds; bars: interquartile range)"
+    title = "Time per gradient against size: medians (bars: IQR) and the cost model's line, fixed + per byte"
     plot.path = P.finish(fig, axes, out / "time_vs_size.png", title, extra)
     return plot
 
@@ -207,36 +251,9 @@ def cost_ratio(run: Run, out: Path) -> P.Plot:
     return plot
 
 
-def bandwidth(run: Run, out: Path) -> P.Plot:
-    plot = P.Plot("bandwidth", "Achieved bandwidth against size")
-    df = sized(run, "achieved_gbps")
-    if not has_lines(df):
-        plot.skipped = "needs achieved_gbps (problems with a byte floor) at two sizes or more"
-        return plot
-    peak = measured_peak(run.manifest)
-    read = measured_peak(run.manifest, "read_probe_gbps")
-    methods = P.methods_of(df)
-    fig, axes, where = facets(df)
-    for (p, d), ax in where.items():
-        cell = df[(df["problem"] == p) & (df["dtype"] == d)]
-        method_entries(ax, cell, methods)
-        for st, s in lines(cell, methods, ["achieved_gbps"]):
-            ax.plot(s.index, s["achieved_gbps"], lw=1.6, ms=5, **st)
-        shape_legend(ax, cell)
-        if isinstance(peak, (int, float)) and peak > 0:
-            ax.axhline(peak, color="#b22222", lw=1.3, ls="--", label=f"copy probe {peak:.3g} GB/s")
-        if isinstance(read, (int, float)) and read > 0:  # the floor a one-pass gradient can reach
-            ax.axhline(read, color="#555555", lw=1.3, ls=":", label=f"read probe {read:.3g} GB/s")
-        ax.set_yscale("log")
-        P.log_ticks(ax)
-        ax.set_ylabel("GB/s (one-pass bytes ÷ time)")
-    note = "" if peak else " (no bandwidth probe in manifest.json)"
-    title = f"Achieved bandwidth: the least bytes any gradient must read, over its time{note}"
-    plot.path = P.finish(fig, axes, out / "bandwidth.png", title)
-    return plot
-
-
-PLOTS = (time_vs_size, overhead_vs_manual, cost_ratio, bandwidth)
+# The achieved bandwidth is the time against size read in GB/s: the cost model's cost per byte
+# gives it (its table), and the read floor is drawn in the time against size.
+PLOTS = (time_vs_size, overhead_vs_manual, cost_ratio)
 
 
 def measured_peak(manifest: dict, key: str = "bandwidth_probe_gbps") -> float | None:

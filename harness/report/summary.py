@@ -1,4 +1,4 @@
-"""Pandas summaries of a run's records: the size axis, the verdict, and the tables of a report.
+"""Pandas summaries of a run's records: formatting, the size axis, and the tables of a report.
 
 Everything here is derived from the records alone; nothing is stored that can be recomputed.
 """
@@ -12,10 +12,6 @@ import pandas as pd
 
 from ..schema import SIZE_NAMES
 from . import catalog
-from .data import FAILED
-
-TOP = 8  # rows of each verdict list; the full lists are in the tables below it
-
 
 # -- formatting ----------------------------------------------------------------------------------
 
@@ -48,6 +44,16 @@ def fmt_ratio(r: pd.Series) -> str:
     return text
 
 
+def fmt_n(n: float) -> str:
+    """2.5M, 30k, 950: a size as a person says it."""
+    if not math.isfinite(n):
+        return "∞"
+    for suffix, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.2g}{suffix}" if n < 10 * scale else f"{n / scale:.0f}{suffix}"
+    return f"{n:.0f}"
+
+
 def times(x: float) -> str:
     """A ratio with sensible digits: 1.54, 23.1, 2568."""
     return f"{x:.2f}" if abs(x) < 10 else f"{x:.1f}" if abs(x) < 100 else f"{x:.0f}"
@@ -60,6 +66,11 @@ def noise_text(r: pd.Series) -> str:
         return "stable" if r.get("stable") is True else "—"
     share = iqr / med if med and iqr == iqr else float("nan")
     return f"unstable (IQR {share:.0%})" if share == share else "unstable"
+
+
+def plural(n: int, word: str, many: str | None = None) -> str:
+    """'1 cell', '3 cells'; `many` where the plural is not word + s ('families')."""
+    return f"{n} {word if n == 1 else many or word + 's'}"
 
 
 def sizes_text(r: pd.Series) -> str:
@@ -144,104 +155,6 @@ def main_pattern(df: pd.DataFrame) -> pd.DataFrame:
         chosen = "full" if "full" in patterns else sorted(patterns)[0]
         keep.append(rows[rows["pattern"] == chosen])
     return pd.concat(keep) if keep else g
-
-
-# -- the verdict ---------------------------------------------------------------------------------
-
-
-@dataclass
-class Verdict:
-    """What a reader must know first: wrong gradients, big overheads, noisy timings, failures."""
-
-    counts: dict[str, int]
-    mismatches: pd.DataFrame
-    overheads: pd.DataFrame
-    unstable: pd.DataFrame
-    failed: pd.DataFrame
-
-    def sentences(self, planned: int | None = None, state: str = "finished") -> list[str]:
-        """The verdict in words; `planned` (the run's cell count) and `state` ('finished',
-        'interrupted', 'unfinished') say whether these records are the whole run."""
-        out = [self._extent(planned, state)]
-        if not self.counts:
-            return out
-        if len(self.mismatches):
-            verb = "disagrees" if len(self.mismatches) == 1 else "disagree"
-            out.append(f"**{plural(len(self.mismatches), 'cell')} {verb}** with the float64 reference.")
-        else:
-            out.append("Every measured gradient agrees with the float64 reference.")
-        if len(self.overheads):
-            top = self.overheads.iloc[0]
-            ratio = top["vs manual (95% CI)"]
-            out.append(f"Largest autograd overhead: {top['cell']}, {ratio} the manual time.")
-        if len(self.unstable):
-            out.append(f"{plural(len(self.unstable), 'timing')} unstable (IQR/median > 10%).")
-        if len(self.failed):
-            out.append(f"**{plural(len(self.failed), 'cell')} failed** (error, oom or timeout).")
-        return out
-
-    def _extent(self, planned: int | None, state: str) -> str:
-        """'162 cells: 160 ok, 2 mismatch.', or for a run that is not whole
-        '**15 of 162 cells: interrupted**; 15 ok.'"""
-        total = sum(self.counts.values())
-        parts = ", ".join(f"{v} {k}" for k, v in sorted(self.counts.items(), key=lambda kv: -kv[1]))
-        if planned is None or total >= planned:
-            return f"{plural(total, 'cell')}: {parts or 'none measured'}."
-        why = {
-            "interrupted": "interrupted",
-            "unfinished": "not finished (still running, or stopped without finishing)",
-        }.get(state, "partial")
-        return f"**{total} of {plural(planned, 'cell')}: {why}**; {parts or 'none measured'}."
-
-
-def plural(n: int, word: str) -> str:
-    return f"{n} {word}{'' if n == 1 else 's'}"
-
-
-def verdict(df: pd.DataFrame) -> Verdict:
-    counts = df["status"].value_counts().to_dict()
-    # .astype(bool): an empty run's empty mask is not boolean, and df[mask] would then pick columns
-    bad = df[df["agree"].map(lambda a: a is False).astype(bool)]
-    mismatches = pd.DataFrame(
-        {
-            "cell": [cell_label(r) for _, r in bad.iterrows()],
-            "rel_err": bad["rel_err"].map(fmt_num),
-            "tol": bad["tol"].map(lambda x: fmt_num(x, 2)),
-            "diagnosis": bad["diagnosis"].fillna(""),
-        }
-    )
-    known = catalog.current()
-    autograd = df["method"].map(lambda m: m is not None and not known.hand_written(m)).astype(bool)
-    over = df[autograd & df["vs_manual"].notna()]
-    over = over.sort_values("vs_manual", ascending=False).head(TOP)
-    overheads = pd.DataFrame(
-        {
-            "cell": [cell_label(r) for _, r in over.iterrows()],
-            "vs manual (95% CI)": [fmt_ratio(r) for _, r in over.iterrows()],
-            "time": over["time_median_s"].map(fmt_time),
-            # a huge ratio from a noisy cell is a different finding from a steady one
-            "timing": [noise_text(r) for _, r in over.iterrows()],
-        }
-    )
-    unst = df[df["stable"].map(lambda s: s is False).astype(bool)].copy()
-    unst["noise"] = unst["time_iqr_s"] / unst["time_median_s"]
-    unst = unst.sort_values("noise", ascending=False)
-    unstable = pd.DataFrame(
-        {
-            "cell": [cell_label(r) for _, r in unst.iterrows()],
-            "median": unst["time_median_s"].map(fmt_time),
-            "IQR/median": unst["noise"].map(lambda x: f"{x:.0%}" if math.isfinite(x) else "—"),
-        }
-    )
-    fail = df[df["status"].isin(FAILED)]
-    failed = pd.DataFrame(
-        {
-            "cell": [cell_label(r) for _, r in fail.iterrows()],
-            "status": fail["status"],
-            "error": fail["error"].fillna("").map(lambda e: e if len(e) <= 160 else e[:157] + "..."),
-        }
-    )
-    return Verdict(counts, mismatches, overheads, unstable, failed)
 
 
 # -- tables --------------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ import warnings
 from pathlib import Path
 
 from . import catalog, plots_numerics, plots_run, plots_speed
+from . import plotting as P
 from .blocks import Plot
 from .data import read_run
 from .document import build
@@ -22,7 +23,8 @@ def make_plots(run, out: Path) -> list[Plot]:
     plots = []
     for fn in PLOTS:
         try:
-            plots.append(fn(run, out))
+            with P.rc_context(P.RC):
+                plots.append(fn(run, out))
         except Exception as exc:  # noqa: BLE001 - reported in the document and as a warning
             warnings.warn(f"plot {fn.__name__} failed: {type(exc).__name__}: {exc}", stacklevel=2)
             plots.append(Plot(fn.__name__, fn.__name__, skipped=f"failed: {type(exc).__name__}: {exc}"))

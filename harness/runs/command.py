@@ -20,16 +20,14 @@ from ..schema import SIZE_NAMES, STATUSES
 from . import sigint
 from .config import load_config
 from .efficiency import sweep_efficiency
+from .errors import BadInput
 from .eta import family_cost
 from .executor import executor_kinds
 from .grid import Grid, expand
 from .store import RunStore
 
 DEFAULT_EXECUTOR = "ray"
-
-
-class BadInput(Exception):
-    """An argument or path the user must fix; one line."""
+__all__ = ["DEFAULT_EXECUTOR", "BadInput", "cmd_run"]
 
 
 def cmd_run(args) -> int:

@@ -173,9 +173,12 @@ def family_measure(
     min_run_time_s: float = 0.2,
     threads: int | None = None,
     seed: int = 0,
+    keep: list | None = None,
+    h: int | None = None,
 ) -> Measure:
     """(n, rounds) -> the paired ratio of methods[1] to methods[0] with its 95% interval, from one
-    family run by run_family (no profiling: only the ratio is wanted)."""
+    family run by run_family (no profiling: only the ratio is wanted). The records go to `keep`
+    where given: the cost model is fitted on them."""
     from ..cell import Cell, run_family
     from ..measure import TimingOptions
 
@@ -183,11 +186,13 @@ def family_measure(
 
     def measure(n: int, rounds: int) -> tuple[float, float, float]:
         cells = [
-            Cell(problem, m, pattern=pattern, dtype=dtype, device=device, n=n, d=d, seed=seed)
+            Cell(problem, m, pattern=pattern, dtype=dtype, device=device, n=n, d=d, h=h, seed=seed)
             for m in methods
         ]
         timing = TimingOptions(min_run_time_s=min_run_time_s, rounds=rounds, profile=False)
         records = {r["method"]: r for r in run_family(cells, device, threads, timing)}
+        if keep is not None:
+            keep.extend(records.values())
         for r in records.values():
             if r["status"] != "ok":
                 raise RuntimeError(f"{r['method']} at n={n}: {r['status']} {r['error'] or ''}".strip())
@@ -210,10 +215,51 @@ def table(result: Crossover) -> str:
     return "\n".join([HEADER, *(row(p, result.threshold) for p in result.points)])
 
 
-def write_json(result: Crossover, path, context: dict) -> None:
+def write_json(result: Crossover, path, context: dict, model: dict | None = None) -> None:
     sentence = result.sentence(f"{context['method']}'s overhead over {context['baseline']}")
     with open(path, "w") as f:
-        json.dump({**context, **result.as_dict(), "sentence": sentence}, f, indent=2)
+        json.dump({**context, **result.as_dict(), "sentence": sentence, "model": model}, f, indent=2)
+
+
+def model_of(records: list[dict], result: Crossover, context: dict) -> dict | None:
+    """The cost model (harness.report.costmodel) fitted on the search's own measurements, its
+    crossover held against the bisection's bracket: a sentence, and the numbers for the JSON."""
+    import pandas as pd
+
+    from ..report import costwords
+    from ..report.costmodel import cost_models
+    from ..report.data import normalize
+
+    if not records:
+        return None
+    df = normalize(pd.DataFrame(records))
+    method, baseline = context["method"], context["baseline"]
+    found = [m for m in cost_models(df, baseline, result.threshold) if m.method == method and m.crossover]
+    if not found:
+        return None
+    m = found[0]
+    c = m.crossover
+    lo, hi = result.above.n if result.above else None, result.below.n if result.below else None
+    words = f"the cost model over these {len(m.ns)} sizes: {method} {costwords.versus(m)}, "
+    words += costwords.crossover_words(c, baseline, m.ns)
+    if m.held_out_error is not None:
+        words += f"; each size left out of the fit predicted within {m.held_out_error:.0%} (median)"
+    agrees = None
+    if c.kind == "from" and lo is not None and hi is not None:
+        agrees = bool(lo <= c.n <= hi)
+        words += f"; {'inside' if agrees else 'outside'} the bisection's bracket ({lo:,} to {hi:,})"
+    return {
+        "sentence": words,
+        "kind": c.kind,
+        "n": c.n,
+        "n_lo": c.lo,
+        "n_hi": c.hi,
+        "extra_fixed_s": m.extra_fixed_s.value,
+        "per_unit_ratio": m.per_unit_ratio.value,
+        "unit": m.unit,
+        "held_out_error": m.held_out_error,
+        "agrees_with_bisection": agrees,
+    }
 
 
 # --- `gradbench crossover` ------------------------------------------------------------------------
@@ -223,6 +269,7 @@ def add_parser(sub) -> None:
     p = sub.add_parser("crossover", help="the n where a method's paired overhead over manual falls under 10%")
     p.add_argument("--problem", default="linear")
     p.add_argument("--d", type=int, default=64, help="features (problems that have d)")
+    p.add_argument("--h", type=int, help="hidden units (problems that have h: mlp)")
     p.add_argument("--dtype", default="float32")
     p.add_argument("--pattern", default="full")
     p.add_argument("--methods", default="manual,autograd", help="BASELINE,METHOD (default manual,autograd)")
@@ -240,8 +287,9 @@ def add_parser(sub) -> None:
 
 def command(args) -> int:
     """Bad input is told in one line and exits 2, as everywhere in the command."""
+    measured: list[dict] = []
     try:
-        measure, context, quantum = _prepare(args)
+        measure, context, quantum = _prepare(args, measured)
     except ValueError as exc:
         print(f"gradbench: error: {exc}", file=sys.stderr)
         return 2
@@ -258,13 +306,16 @@ def command(args) -> int:
         on_point=lambda p: print(row(p, args.threshold), flush=True),
     )
     print(result.sentence(f"{context['method']}'s overhead over {context['baseline']}"))
+    model = model_of(measured, result, context)
+    if model:
+        print(model["sentence"])
     if args.json:
-        write_json(result, args.json, context)
+        write_json(result, args.json, context, model)
         print(args.json)
     return 0
 
 
-def _prepare(args) -> tuple[Measure, dict, int]:
+def _prepare(args, keep: list | None = None) -> tuple[Measure, dict, int]:
     import torch
 
     from ..cell import DTYPES, Cell
@@ -279,14 +330,15 @@ def _prepare(args) -> tuple[Measure, dict, int]:
         raise ValueError("--threshold must be > 1, --rounds >= 3, --min-run-time > 0")
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     for m in methods:  # unknown names, and what cannot run here, are told before anything runs
-        cell = Cell(args.problem, m, args.pattern, args.dtype, device, n=args.n_max, d=args.d)
+        cell = Cell(args.problem, m, args.pattern, args.dtype, device, n=args.n_max, d=args.d, h=args.h)
         reason = cell.skip_reason()
         if reason:
             raise ValueError(f"--methods: {m} cannot run: {reason}")
-    quantum = Cell(args.problem, methods[0], pattern=args.pattern, n=args.n_max, d=args.d).k
+    quantum = Cell(args.problem, methods[0], pattern=args.pattern, n=args.n_max, d=args.d, h=args.h).k
     context = {
         "problem": args.problem,
         "d": args.d,
+        "h": args.h,
         "dtype": str(DTYPES[args.dtype]).removeprefix("torch."),
         "pattern": args.pattern,
         "baseline": methods[0],
@@ -295,6 +347,7 @@ def _prepare(args) -> tuple[Measure, dict, int]:
         "device_name": device_name(torch.device(device)),
     }
     measure = family_measure(
-        args.problem, args.d, args.dtype, methods, device, args.pattern, args.min_run_time, args.threads
-    )
+        args.problem, args.d, args.dtype, methods, device, args.pattern, args.min_run_time, args.threads,
+        keep=keep, h=args.h,
+    )  # fmt: skip
     return measure, context, quantum

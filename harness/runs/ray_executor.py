@@ -191,7 +191,7 @@ class RayExecutor:
         device: str | None = None,
     ) -> None:
         """Run every family (see Pool.run); `device`, when given, is the worker kind they need."""
-        self._connect().run(families_of(families, device), on_records, timing, context)
+        self._connect().run(families_of(families, device, compiler_warm), on_records, timing, context)
 
     def close(self) -> None:
         if self.pool is not None:
@@ -207,6 +207,13 @@ class RayExecutor:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def compiler_warm(cells: Sequence[Cell]) -> str | None:
+    """Families with a method that compiles share what a process keeps warm: the compiler."""
+    from ..methods import get_method
+
+    return "compiler" if any(get_method(c.method).compiles for c in cells) else None
 
 
 def _build(args, config) -> RayExecutor:

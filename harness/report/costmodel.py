@@ -1,0 +1,389 @@
+"""What a method costs, as a line: time per step = a fixed cost + a cost per byte read.
+
+For each shape family (one problem, dtype, pattern, mode, device and set of other sizes, measured
+at several n), each method's per-round times are fitted against the bytes its step must read
+(`bytes_moved`; rows, n, where a problem declares no byte floor) by Theil-Sen: the slope is the
+median of the slopes between every two rounds at different sizes, the fixed cost the median of
+what the slope leaves, so a disturbed round moves neither (Theil-Sen's breakdown point is 29%).
+
+Intervals (95%) come from a bootstrap over rounds: each measured family's rounds are resampled,
+the same rounds for every method, since the methods of a family took turns round by round; so
+the comparison with the baseline keeps its pairing. Against the baseline a method costs
+
+    extra fixed cost   a_m - a_0            (seconds per step)
+    per-byte ratio     b_m / b_0            (its time per byte over the baseline's)
+
+and its time is within `threshold` of the baseline's where (a_m + b_m x) <= t (a_0 + b_0 x): from
+x* = (a_m - t a_0) / (t b_0 - b_m) on when a_m > t a_0 and b_m < t b_0 (a fixed overhead that
+fades with size), never when both exceed, always when neither does. x* is turned into n through
+the family's bytes per n. The prediction is checked against the measured medians: on the cells
+fitted, and where a family has three sizes or more, on each size left out of the fit.
+
+Everything is a pure function of the records; nothing here measures.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from ..schema import SIZE_NAMES
+
+THRESHOLD = 1.10  # "within 10% of the baseline", as `gradbench crossover` searches for
+RESAMPLES = 400  # bootstrap resamples: enough for the 2.5% and 97.5% points to settle to a few %
+BATCH = 100  # resamples drawn at once: bounds the pairwise slopes held in memory
+LEVEL = 0.95
+MIN_SIZES = 2  # a line needs two sizes; a third lets the fit be checked on a size left out
+CHECK_SIZES = 3
+MEASURED = ("ok", "mismatch")
+
+
+@dataclass(frozen=True)
+class Shape:
+    """A shape family: cells that differ only by method, n and seed."""
+
+    problem: str
+    dtype: str
+    pattern: str
+    mode: str
+    device: str
+    device_name: str
+    data: str
+    sizes: tuple[tuple[str, int], ...]  # the other sizes: (("d", 64),)
+
+    @property
+    def label(self) -> str:
+        """'linear d=64 float32 full': the family as a person names it."""
+        parts = [self.problem, *(f"{k}={v}" for k, v in self.sizes), self.dtype, self.pattern]
+        if self.data not in ("random", "", None):
+            parts.append(f"data={self.data}")
+        return " ".join(parts)
+
+
+@dataclass(frozen=True)
+class Estimate:
+    value: float
+    lo: float = math.nan
+    hi: float = math.nan
+
+
+@dataclass(frozen=True)
+class Crossover:
+    """Where a method's time is within `threshold` of the baseline's. kind: 'from' (at n and
+    above), 'up to' (at n and below), 'always', 'never'. lo and hi bound n (inf: never)."""
+
+    kind: str
+    n: float = math.nan
+    lo: float = math.nan
+    hi: float = math.nan
+    threshold: float = THRESHOLD
+
+
+@dataclass(frozen=True)
+class Model:
+    """One method in one shape family: its line, and against the baseline where it has one."""
+
+    shape: Shape
+    method: str
+    unit: str  # "byte", or "row" where the problem declares no byte floor
+    ns: tuple[int, ...]  # the sizes measured, ascending
+    cells: int
+    fixed_s: Estimate | None = None  # a: seconds per step at zero bytes
+    per_unit_s: Estimate | None = None  # b: seconds per byte (or row)
+    baseline: str | None = None
+    extra_fixed_s: Estimate | None = None  # a_m - a_0
+    per_unit_ratio: Estimate | None = None  # b_m / b_0
+    crossover: Crossover | None = None
+    fit_error: float | None = None  # median |predicted / measured - 1| over the cells fitted
+    worst_fit_error: float | None = None
+    held_out_error: float | None = None  # the same, each size predicted by a fit without it
+    worst_held_out_error: float | None = None
+    note: str = ""  # why there is no line, or what limits it
+    per_n: tuple[float, float] = (1.0, 0.0)  # the family's x (bytes) at n: c1 n + c0
+
+    @property
+    def fitted(self) -> bool:
+        return self.fixed_s is not None
+
+    def predict_s(self, x: float) -> float:
+        return self.fixed_s.value + self.per_unit_s.value * x
+
+    def time_at_n(self, n):
+        """The line's time per step at n (array or scalar)."""
+        c1, c0 = self.per_n
+        return self.predict_s(c1 * np.asarray(n, dtype=float) + c0)
+
+
+# -- the estimator --------------------------------------------------------------------------------
+
+
+def theil_sen(xs: list[float], ys: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """(fixed, slope) of the rounds `ys[j]` (arrays of shape (..., rounds_j)) measured at x =
+    `xs[j]`, over any leading axes at once: the median of the slopes between every two rounds at
+    different x, and the median of y - slope x. scipy.stats.theilslopes(method="joint") on one
+    series gives the same; this form also takes a batch of bootstrap resamples."""
+    slopes = [
+        ((ys[k][..., None, :] - ys[j][..., :, None]) / (xs[k] - xs[j])).reshape(*ys[j].shape[:-1], -1)
+        for j in range(len(xs))
+        for k in range(j + 1, len(xs))
+        if xs[k] != xs[j]
+    ]
+    slope = np.median(np.concatenate(slopes, axis=-1), axis=-1)
+    rest = np.concatenate([y - slope[..., None] * x for x, y in zip(xs, ys)], axis=-1)
+    return np.median(rest, axis=-1), slope
+
+
+def _bootstrap(xs: list[float], strata: list[np.ndarray]) -> np.ndarray | None:
+    """Resampled (fixed, slope) per method: shape (2, methods, RESAMPLES). `strata[j]` holds the
+    rounds of every method at xs[j] (methods x rounds); rounds are drawn by column, so the
+    methods' rounds stay paired, and each stratum keeps its count. None where a stratum has fewer
+    than two rounds. (Drawn here rather than by scipy.stats.bootstrap, whose import alone is a
+    tenth of a report's time.)"""
+    if min(s.shape[-1] for s in strata) < 2:
+        return None
+    rng = np.random.default_rng(0)  # a report reads the same every time it is written
+    out = []
+    for start in range(0, RESAMPLES, BATCH):
+        size = min(BATCH, RESAMPLES - start)
+        # (methods, resamples, rounds) per stratum
+        drawn = [s[:, rng.integers(0, s.shape[-1], size=(size, s.shape[-1]))] for s in strata]
+        out.append(np.stack(theil_sen(xs, drawn)))
+    return np.concatenate(out, axis=-1)
+
+
+def _interval(samples: np.ndarray) -> tuple[float, float]:
+    """The central LEVEL of bootstrap values, as values that occurred (an infinite one included)."""
+    samples = samples[~np.isnan(samples)]
+    if samples.size == 0:
+        return math.nan, math.nan
+    tail = (1 - LEVEL) / 2
+    lo, hi = np.quantile(samples, [tail, 1 - tail], method="inverted_cdf")
+    return float(lo), float(hi)
+
+
+def crossing_x(fixed_0, slope_0, fixed_m, slope_m, threshold: float = THRESHOLD):
+    """x* from which (fixed_m + slope_m x) <= t (fixed_0 + slope_0 x), elementwise: 0 where the
+    method is within t of the baseline at every x, inf where it never is (or only below x*)."""
+    excess_fixed = np.asarray(fixed_m - threshold * fixed_0, dtype=float)
+    excess_slope = np.asarray(slope_m - threshold * slope_0, dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        x = -excess_fixed / excess_slope
+    return np.where(excess_fixed <= 0, 0.0, np.where(excess_slope >= 0, math.inf, x))
+
+
+def _crossover(point: tuple, boot: np.ndarray | None, to_n, threshold: float) -> Crossover:
+    """The crossover of the fitted lines `point` (fixed_0, slope_0, fixed_m, slope_m), in n, with
+    the interval of its resamples `boot` (the same four, by rows)."""
+    f0, s0, fm, sm = point
+    over_fixed, over_slope = fm - threshold * f0 > 0, sm - threshold * s0 > 0
+    if not over_fixed and not over_slope:
+        return Crossover("always", threshold=threshold)
+    if over_fixed and over_slope:
+        return Crossover("never", threshold=threshold)
+    x = -(fm - threshold * f0) / (sm - threshold * s0)
+    kind = "from" if over_fixed else "up to"
+    lo = hi = math.nan
+    if boot is not None and kind == "from":
+        lo, hi = _interval(to_n(crossing_x(boot[0], boot[1], boot[2], boot[3], threshold)))
+    return Crossover(kind, float(to_n(x)), max(lo, 0.0) if lo == lo else lo, hi, threshold)
+
+
+# -- shape families -------------------------------------------------------------------------------
+
+
+def shape_of(r: pd.Series) -> Shape:
+    sizes = tuple((s, int(r[s])) for s in SIZE_NAMES if s != "n" and s in r and pd.notna(r[s]))
+    return Shape(
+        problem=str(r["problem"]),
+        dtype=str(r["dtype"]),
+        pattern=str(r["pattern"]),
+        mode=str(r["mode"]),
+        device=str(r.get("device") or ""),
+        device_name=str(r.get("device_name") or ""),
+        data=str(r.get("data") or "random"),
+        sizes=sizes,
+    )
+
+
+COLUMNS = (
+    *("problem", "dtype", "pattern", "mode", "device", "device_name", "data", "method", "seed", "started_at"),
+    *("status", "time_samples_s", "time_median_s", "bytes_moved"),
+)
+
+
+def timed(df: pd.DataFrame) -> pd.DataFrame:
+    """Measured gradient-mode cells with a size n and per-round samples: what a model is fitted
+    to, in the columns it reads (a record has some ninety)."""
+    if df.empty or "time_samples_s" not in df:
+        return df.iloc[0:0]
+    has_samples = df["time_samples_s"].map(lambda s: s is not None and len(np.atleast_1d(s)) > 0)
+    keep = df["status"].isin(MEASURED) & (df["mode"] == "gradient") & df["n"].notna() & has_samples
+    columns = [c for c in (*COLUMNS, *SIZE_NAMES) if c in df]
+    return df.loc[keep.astype(bool), columns]
+
+
+def shape_families(df: pd.DataFrame) -> dict[Shape, pd.DataFrame]:
+    g = timed(df)
+    shapes = [shape_of(r) for _, r in g.iterrows()]
+    out: dict[Shape, list] = {}
+    for idx, shape in zip(g.index, shapes):
+        out.setdefault(shape, []).append(idx)
+    return {shape: g.loc[rows] for shape, rows in out.items()}
+
+
+def _unit(cells: pd.DataFrame) -> tuple[str, pd.Series]:
+    """x of each cell: its bytes where every cell of the family has a byte floor, else its n."""
+    b = pd.to_numeric(cells["bytes_moved"], errors="coerce")
+    if b.notna().all() and (b > 0).all():
+        return "byte", b.astype(float)
+    return "row", cells["n"].astype(float)
+
+
+def _per_n(cells: pd.DataFrame, x: pd.Series) -> tuple[float, float]:
+    """The family's x per n, (c1, c0) of x = c1 n + c0: bytes grow with n at fixed other sizes."""
+    n = cells["n"].astype(float)
+    if n.nunique() > 1:
+        c1, c0 = np.polyfit(n, x, 1)
+        return float(c1), float(c0)
+    return float((x / n).median()), 0.0
+
+
+def _strata(cells: pd.DataFrame, methods: list[str], x: pd.Series):
+    """(xs, arrays): per measured family (n, seed, when it began), the rounds of `methods` as
+    rows, where all of them were timed with the same number of rounds."""
+    xs, arrays = [], []
+    keys = [k for k in ("n", "seed", "started_at") if k in cells]  # a size measured twice: twice
+    for _, g in cells.groupby(keys, sort=True, dropna=False):
+        rows = {m: np.asarray(s, dtype=float) for m, s in zip(g["method"], g["time_samples_s"])}
+        if not all(m in rows for m in methods) or len({rows[m].size for m in methods}) != 1:
+            continue
+        xs.append(float(x.loc[g.index[0]]))
+        arrays.append(np.stack([rows[m] for m in methods]))
+    return xs, arrays
+
+
+def _errors(cells: pd.DataFrame, x: pd.Series, fixed: float, slope: float) -> tuple[float, float]:
+    err = ((fixed + slope * x) / cells["time_median_s"] - 1).abs()
+    return float(err.median()), float(err.max())
+
+
+def _held_out(cells: pd.DataFrame, x: pd.Series, method: str) -> tuple[float | None, float | None]:
+    """Each size predicted by the line fitted without it: the model's error where it was not fitted."""
+    own = cells[cells["method"] == method]
+    ns = sorted(own["n"].unique())
+    if len(ns) < CHECK_SIZES:
+        return None, None
+    errs = []
+    for n in ns:
+        xs, ys = _strata(own[own["n"] != n], [method], x)
+        if len(set(xs)) < MIN_SIZES:
+            continue
+        fixed, slope = theil_sen(xs, [y[0] for y in ys])
+        out = own[own["n"] == n]
+        errs += list(((float(fixed) + float(slope) * x.loc[out.index]) / out["time_median_s"] - 1).abs())
+    return (float(np.median(errs)), float(np.max(errs))) if errs else (None, None)
+
+
+@dataclass(frozen=True)
+class _Fit:
+    """Theil-Sen lines of methods fitted together on the same rounds, and their resamples."""
+
+    names: list[str]
+    fixed: np.ndarray  # (methods,)
+    slope: np.ndarray
+    boot: np.ndarray | None  # (2, methods, resamples): fixed and slope
+
+    def row(self, name: str) -> int:
+        return self.names.index(name)
+
+    def estimate(self, name: str, which: int) -> Estimate:
+        i = self.row(name)
+        value = (self.fixed, self.slope)[which][i]
+        lo, hi = _interval(self.boot[which, i]) if self.boot is not None else (math.nan, math.nan)
+        return Estimate(float(value), lo, hi)
+
+
+def _fit(cells: pd.DataFrame, names: list[str], x: pd.Series) -> _Fit | None:
+    xs, strata = _strata(cells, names, x)
+    if len(set(xs)) < MIN_SIZES:
+        return None
+    fixed, slope = theil_sen(xs, strata)
+    return _Fit(names, fixed, slope, _bootstrap(xs, strata))
+
+
+def _versus(fit: _Fit, baseline: str, method: str, to_n, threshold: float) -> dict:
+    """A method against the baseline fitted beside it: extra fixed cost, per-byte ratio, crossover."""
+    b, m = fit.row(baseline), fit.row(method)
+    point = (fit.fixed[b], fit.slope[b], fit.fixed[m], fit.slope[m])
+    boot = (
+        None
+        if fit.boot is None
+        else np.array([fit.boot[0, b], fit.boot[1, b], fit.boot[0, m], fit.boot[1, m]])
+    )
+    with np.errstate(divide="ignore", invalid="ignore"):
+        extra = (boot[2] - boot[0]) if boot is not None else None
+        ratio = (boot[3] / boot[1]) if boot is not None else None
+    lo_hi = lambda s: _interval(s) if s is not None else (math.nan, math.nan)  # noqa: E731
+    return dict(
+        baseline=baseline,
+        extra_fixed_s=Estimate(float(point[2] - point[0]), *lo_hi(extra)),
+        per_unit_ratio=Estimate(float(point[3] / point[1]) if point[1] else math.nan, *lo_hi(ratio)),
+        crossover=_crossover(point, boot, to_n, threshold),
+    )
+
+
+def fit_family(cells: pd.DataFrame, baseline: str | None, threshold: float = THRESHOLD) -> list[Model]:
+    """A model per method of one shape family (`cells`), in the order the methods first appear.
+
+    The baseline and the methods timed beside it at the same sizes are fitted together, on the
+    same resampled rounds; a method measured at other sizes is fitted with the baseline where
+    they met, or alone."""
+    shape = shape_of(cells.iloc[0])
+    unit, x = _unit(cells)
+    c1, c0 = _per_n(cells, x)
+    to_n = lambda v: (np.asarray(v, dtype=float) - c0) / c1  # noqa: E731  (n of an x)
+    methods = list(dict.fromkeys(cells["method"]))
+    ns = {m: tuple(int(n) for n in sorted(cells.loc[cells["method"] == m, "n"].unique())) for m in methods}
+    sized = [m for m in methods if len(ns[m]) >= MIN_SIZES]
+    fits: dict[str, _Fit] = {}
+    if baseline in sized:
+        joint = [baseline, *(m for m in sized if m != baseline and ns[m] == ns[baseline])]
+        fit = _fit(cells, joint, x)
+        fits.update(dict.fromkeys(joint, fit) if fit else {})
+    for m in sized:
+        if m not in fits and baseline in sized:
+            fits[m] = _fit(cells, [baseline, m], x)
+        if fits.get(m) is None:
+            fits[m] = _fit(cells, [m], x)
+    models = []
+    for m in methods:
+        own = cells[cells["method"] == m]
+        base = dict(shape=shape, method=m, unit=unit, ns=ns[m], cells=len(own), per_n=(c1, c0))
+        fit = fits.get(m)
+        if fit is None:
+            why = f"one size (n = {ns[m][0]:,}): no line to fit" if len(ns[m]) == 1 else "no rounds to fit"
+            models.append(Model(**base, note=why))
+            continue
+        fixed, slope = fit.estimate(m, 0), fit.estimate(m, 1)
+        fit_err, worst_err = _errors(own, x.loc[own.index], fixed.value, slope.value)
+        held, worst_held = _held_out(cells, x, m)
+        more = dict(
+            fixed_s=fixed,
+            per_unit_s=slope,
+            fit_error=fit_err,
+            worst_fit_error=worst_err,
+            held_out_error=held,
+            worst_held_out_error=worst_held,
+        )
+        if m != baseline and baseline in fit.names:
+            more.update(_versus(fit, baseline, m, to_n, threshold))
+        models.append(Model(**base, **more))
+    return models
+
+
+def cost_models(df: pd.DataFrame, baseline: str | None, threshold: float = THRESHOLD) -> list[Model]:
+    """Every method's model in every shape family of the records."""
+    return [m for cells in shape_families(df).values() for m in fit_family(cells, baseline, threshold)]
