@@ -18,8 +18,6 @@ ROOT = HERE.parent
 README = ROOT / "README.md"
 PAGES = [README, *sorted((ROOT / "docs").glob("*.md"))]
 LINK = re.compile(r"\]\(([^)#\s]+\.(?:md|png))(?:#[^)]*)?\)")
-# pages that ship with the features they document (the regression gate, a user's Function)
-ELSEWHERE = {"docs/compare.md", "docs/own-gradient.md"}
 
 
 @pytest.fixture(scope="module")
@@ -59,4 +57,4 @@ def test_links_between_pages_resolve(page):
     for target in LINK.findall(page.read_text(encoding="utf-8")):
         path = (page.parent / target).resolve()
         where = path.relative_to(ROOT).as_posix() if path.is_relative_to(ROOT) else str(path)
-        assert path.exists() or where in ELSEWHERE, f"{page.name}: {target}"
+        assert path.exists(), f"{page.name}: {where}"

@@ -142,10 +142,8 @@ def test_a_function_without_float64_has_its_twin_skipped_with_the_reason(problem
     )
     # a dtype the Function declares it has not is skipped, with why; one it only fails in is an error
     reason = Cell("fn_declared_no_float64", "function", dtype="float64", n=N, d=5).skip_reason()
-    assert (
-        reason
-        == "'fn_declared_no_float64''s Function runs in float32, bfloat16, float16 only (function_dtypes)"
-    )
+    declared = "float32, bfloat16, float16"
+    assert reason == f"the Function of 'fn_declared_no_float64' runs in {declared} only (function_dtypes)"
     assert one("fn_raises_in_float64", dtype="float64")["status"] == "error"
 
 

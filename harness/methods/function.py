@@ -44,11 +44,11 @@ class Function(Autograd):
         kind = torch.device(device).type
         if kind not in problem.function_devices:
             where = " and ".join(DEVICE_WORDS.get(d, d) for d in problem.function_devices)
-            return f"{problem.name!r}'s Function runs on {where} only (function_devices)"
+            return f"the Function of {problem.name!r} runs on {where} only (function_devices)"
         named = str(dtype).removeprefix("torch.")
         if problem.function_dtypes is not None and named not in problem.function_dtypes:
             dtypes = ", ".join(problem.function_dtypes)
-            return f"{problem.name!r}'s Function runs in {dtypes} only (function_dtypes)"
+            return f"the Function of {problem.name!r} runs in {dtypes} only (function_dtypes)"
         return super().skip_reason(problem, dtype, device)
 
     @classmethod
