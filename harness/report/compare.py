@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..schema import SIZE_NAMES
 from . import noise as N
 from .data import FAILED, Run, read_run
 from .summary import cell_label, fmt_time
@@ -42,9 +43,7 @@ FAMILY_OF = (
     "k",
     "dtype",
     "device",
-    "n",
-    "d",
-    "h",
+    *SIZE_NAMES,
     "seed",
     "data",
     "steps",

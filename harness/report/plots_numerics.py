@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..schema import SIZE_NAMES
 from . import catalog
 from . import plotting as P
 from .data import Run
@@ -127,7 +128,7 @@ def accumulation(run: Run, out: Path) -> P.Plot:
         multi = multi[multi > 1]
         if multi.empty:
             continue
-        at = max(multi.index, key=lambda s: g[g["sizes"] == s][["n", "d", "h"]].fillna(1).prod(axis=1).max())
+        at = max(multi.index, key=lambda s: g[g["sizes"] == s][list(SIZE_NAMES)].fillna(1).prod(axis=1).max())
         panels.append((p, d, at, g[g["sizes"] == at]))
     if not panels:
         plot.skipped = "needs two accumulation patterns of one problem at one size"

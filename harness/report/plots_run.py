@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.ticker import FuncFormatter, MaxNLocator
 
+from ..schema import SIZE_NAMES
 from . import catalog
 from . import plotting as P
 from .data import Run
@@ -124,7 +125,7 @@ def loss_curves(run: Run, out: Path) -> P.Plot:
     if merged.empty:
         plot.skipped = "trajectories match no train-mode record"
         return plot
-    family = ["problem", "data", "n", "d", "h", "dtype", "pattern", "lr"]
+    family = ["problem", "data", *SIZE_NAMES, "dtype", "pattern", "lr"]
     groups = list(merged.groupby(family, dropna=False, sort=True))
     cols = min(len(groups), 2)
     rows = -(-len(groups) // cols)

@@ -107,7 +107,7 @@ class SizeAxis:
         return SIZE_LABELS.get(self.along, self.along)
 
 
-SIZE_LABELS = {"n": "n (samples)", "d": "d (features)", "h": "h (hidden units)"}
+SIZE_LABELS = {"n": "n (samples)", "d": "d (features)", "h": "h (hidden units)", "c": "c (classes)"}
 
 
 def size_axes(df: pd.DataFrame) -> dict[str, SizeAxis]:
@@ -175,7 +175,7 @@ def key_table(df: pd.DataFrame) -> pd.DataFrame:
     methods = [m for m in known.method_order(g["method"]) if m != base]
     rows = []
     # sorted by problem, dtype, then n, d, h: sizes grow down the table
-    keys = ["problem", "dtype", "pattern", "data", "n", "d", "h"]
+    keys = ["problem", "dtype", "pattern", "data", *SIZE_NAMES]
     for _, cells in g.groupby(keys, dropna=False, sort=True):
         first = cells.iloc[0]
         by_method = {r["method"]: r for _, r in cells.iterrows()}
