@@ -20,7 +20,7 @@ import harness.cell
 from harness import Cell, TimingOptions, run_family
 from harness.cell import DTYPES
 from harness.plugins import load_plugin
-from harness.reference import TOL_FACTOR
+from harness.tolerance import TOL_FACTOR
 
 # agreement only: the memory a step allocates is not what this measures, and tracing it at the
 # dispatcher costs more than the check itself

@@ -1,5 +1,6 @@
 """The float64 truth of a family, and what its condition allows: the reference gradient and loss,
-the sizes their rounding error scales with, the tolerances, the float64 twin's inputs.
+the sizes their rounding error scales with, the tolerances they give (by harness.tolerance's
+error model), the float64 twin's inputs.
 
 The reference is autograd of the problem's plain `loss` in float64, from the cell's inputs
 already rounded to its dtype and then upcast, so that what is measured is the error of the
@@ -28,6 +29,7 @@ from dataclasses import dataclass
 import torch
 
 from .problems.base import Problem, Tensors
+from .tolerance import FORMULA_TOL, condition, ratio, tolerance
 
 # float64 numbers per chunk of rows: 2^26 (512 MiB, 2x that with autograd's saved tensors) is
 # 2^20 rows of d = 64, small against any device that holds the data, large enough that the
@@ -37,38 +39,6 @@ CHUNK_NUMBERS = 2**26
 # that is wrong is wrong on any sample, and a twin at n = 1e8 would need the float64 copy whole
 TWIN_ROWS = 2**16
 
-# Unit roundoff u = 2^-p of each dtype (p = significand bits).
-UNIT_ROUNDOFF = {
-    torch.float64: 2.0**-53,
-    torch.float32: 2.0**-24,
-    torch.float16: 2.0**-11,
-    torch.bfloat16: 2.0**-8,
-}
-
-# Tolerance on the normwise relative error: TOL_FACTOR[dtype] * (u + u_acc sqrt(L)), L the
-# problem's longest reduction, for a gradient whose terms do not cancel (Reference.condition
-# scales it where they do). Rounding each result to the dtype costs about u; summing L
-# terms errs by about sqrt(L) u_acc times the size of the partial sums when the rounding errors
-# are independent, where u_acc is the roundoff of the accumulator: float16 and bfloat16 sums and
-# matmuls accumulate in float32 on the CPU (and by default in cuBLAS), so their error does not
-# grow with L.
-# Factors from benchmarks/calibrate_tolerances.py (docs/agreement.md): each is about 4x the
-# worst correct gradient measured over every problem x method x pattern, 3 seeds, n up to 1e6,
-# correct gradients written unusually and at the least-squares optimum included. The cap keeps
-# every planted bug (relative errors of 0.5 and up) a failure in every dtype away from an
-# optimum. The loss a user's Function returns is held to the same model, its own condition.
-TOL_FACTOR = {
-    torch.float64: 4.0,
-    torch.float32: 4.0,
-    torch.float16: 8.0,
-    torch.bfloat16: 6.0,
-}
-TOL_CAP = 0.05
-
-# A float64 gradient written by hand must match the reference to this (times the condition),
-# or its formula is wrong.
-FORMULA_TOL = 1e-10
-
 # relative move of the inputs that input_sensitivity measures the gradient's response to: far
 # above float64's roundoff, small enough for the response to be linear
 SENSITIVITY_RHO = 2.0**-30
@@ -77,47 +47,6 @@ SENSITIVITY_RHO = 2.0**-30
 # near the caches); on CUDA 2^27 (1 GiB), as each chunk costs tens of kernel launches: at 2^21,
 # n = 1e8 and d = 64 took 3,000 chunks and 5 to 9 s of a family's set-up on an H200
 _TERMS_CHUNK = {"cpu": 2**21, "cuda": 2**27}
-
-
-# -- what rounding a correct gradient costs ---------------------------------------------------
-
-
-def error_model(dtype: torch.dtype, reduction_length: int) -> float:
-    """The rounding error expected of a correct gradient, before the safety factor."""
-    u = UNIT_ROUNDOFF[dtype]
-    u_acc = min(u, UNIT_ROUNDOFF[torch.float32])
-    length = max(1, reduction_length)
-    model = u + u_acc * math.sqrt(length)
-    # A mean's backward scales by 1/L in the dtype itself. Below the smallest normal number
-    # (float16: 1/L < 6.1e-5, L > 16384) 1/L is subnormal, with absolute spacing 2 u tiny: a
-    # systematic relative error of up to u tiny L in every term (measured: 1.3e-2 for
-    # autograd at L = 1e6 in float16, where the manual gradient, scaling r first, had 1.9e-4).
-    tiny = torch.finfo(dtype).tiny
-    if 1 / length < tiny:
-        model += u * tiny * length
-    return model
-
-
-def tolerance(dtype: torch.dtype, reduction_length: int) -> float:
-    """The tolerance of a well-conditioned gradient (Reference.tolerances scales it)."""
-    return min(TOL_CAP, TOL_FACTOR[dtype] * error_model(dtype, reduction_length))
-
-
-def _ratio(size: float, norm: float) -> float:
-    """How many times larger than the result the quantities its rounding scales with are."""
-    if size == 0:
-        return 1.0
-    return max(1.0, size / norm) if norm > 0 else math.inf
-
-
-def _condition(dtype: torch.dtype, reduction_length: int, c_moved: float, c_terms: float) -> float:
-    """error_model with each part scaled by its own size over the result's: the roundoff u by
-    c_moved, the reduction's u_acc sqrt(L) by c_terms, a subnormal 1/L (an error in every term)
-    by the larger of the two; over error_model itself."""
-    u, model = UNIT_ROUNDOFF[dtype], error_model(dtype, reduction_length)
-    reduction = min(u, UNIT_ROUNDOFF[torch.float32]) * math.sqrt(max(1, reduction_length))
-    subnormal = model - u - reduction
-    return (u * c_moved + reduction * c_terms + subnormal * max(c_moved, c_terms)) / model
 
 
 # -- the reference -----------------------------------------------------------------------------
@@ -308,13 +237,13 @@ class Reference:
 
     def _ratio(self, sizes: dict[str, float], keys) -> float:
         norm = math.sqrt(sum(self.grad[k].double().norm().item() ** 2 for k in keys))
-        return _ratio(math.sqrt(sum(sizes[k] ** 2 for k in keys)), norm)
+        return ratio(math.sqrt(sum(sizes[k] ** 2 for k in keys)), norm)
 
     def condition(self, dtype: torch.dtype, reduction_length: int, keys=None) -> float:
-        """What the tolerance of a well-conditioned gradient is multiplied by (`_condition`)."""
+        """What the tolerance of a well-conditioned gradient is multiplied by (tolerance.condition)."""
         keys = list(self.grad) if keys is None else list(keys)
         c_moved, c_terms = self._ratio(self.moved, keys), self._ratio(self.terms, keys)
-        return _condition(dtype, reduction_length, c_moved, c_terms)
+        return condition(dtype, reduction_length, c_moved, c_terms)
 
     def tolerances(self, dtype: torch.dtype, reduction_length: int) -> tuple[float, dict[str, float]]:
         """The tolerance of all parameters at once, and of each."""
@@ -336,8 +265,8 @@ class Reference:
         """The tolerance of the loss a Function's forward returns, on its relative error: the
         gradient's model with the loss's own condition."""
         loss = abs(self.loss)
-        c_moved, c_terms = _ratio(self.loss_moved, loss), _ratio(self.loss_terms, loss)
-        return tolerance(dtype, reduction_length) * _condition(dtype, reduction_length, c_moved, c_terms)
+        c_moved, c_terms = ratio(self.loss_moved, loss), ratio(self.loss_terms, loss)
+        return tolerance(dtype, reduction_length) * condition(dtype, reduction_length, c_moved, c_terms)
 
 
 def reference_of(

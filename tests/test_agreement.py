@@ -13,7 +13,7 @@ from harness.diagnosis import diagnose
 from harness.methods import method_names
 from harness.patterns import parse_pattern
 from harness.problems import problem_names
-from harness.reference import TOL_FACTOR, tolerance
+from harness.tolerance import TOL_FACTOR, tolerance
 from helpers import NO_TIMING
 
 BUILTIN = ["chain", "vjp", "scalar", "weightsum", "linear1d", "linear", "logistic", "mlp", "softmax"]
