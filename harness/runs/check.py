@@ -109,11 +109,12 @@ def check(
         "timing": CHECK_TIMING if not timing else ({} if timing is True else timing),
     }
     try:
-        grid = expand(config_of(config, Path.cwd() / f"check({name})"), available=_devices())
+        loaded = config_of(config, Path.cwd() / f"check({name})")
+        grid = expand(loaded, available=_devices())
     except ConfigError as exc:
         where = exc.field.removeprefix(f"problems.{name}.").removeprefix(f"problems.{name}")
         raise ValueError(f"harness.check({name!r}): {where or 'grid'}: {exc.message}") from None
-    options = config_of(config, "check").timing()
+    options = loaded.timing()
     records = [r for family in grid.families for r in run_family(family, timing=options)]
     for r in records:
         r.pop("trajectory", None)
