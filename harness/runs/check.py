@@ -20,6 +20,7 @@ from typing import Any
 import pandas as pd
 
 from ..cell import run_family
+from ..gpu import local_devices
 from ..problems import get_problem
 from ..problems.base import PROBLEMS, Problem
 from ..registry import same_definition
@@ -110,7 +111,7 @@ def check(
     }
     try:
         loaded = config_of(config, Path.cwd() / f"check({name})")
-        grid = expand(loaded, available=_devices())
+        grid = expand(loaded, available=local_devices())
     except ConfigError as exc:
         where = exc.field.removeprefix(f"problems.{name}.").removeprefix(f"problems.{name}")
         raise ValueError(f"harness.check({name!r}): {where or 'grid'}: {exc.message}") from None
@@ -145,9 +146,3 @@ def _patterns(cls: type[Problem], n) -> list[str]:
     if cls.batched and all(isinstance(v, (int, float)) and v >= 3 for v in sizes):
         return ["full", "uneven:3"]
     return ["full"]
-
-
-def _devices() -> tuple[str, ...]:
-    from ..gpu import local_devices
-
-    return local_devices()
