@@ -1,6 +1,6 @@
 """Is a gradient right? Its normwise errors against the float64 reference (harness.reference,
-which also holds the tolerances its condition allows), per parameter and over all of them, and
-the verdict; and the same of the loss a user's Function returns. The sentence naming a likely
+its tolerances by harness.tolerance), per parameter and over all of them, and the verdict; and
+the same of the loss a user's Function returns. The sentence naming a likely
 bug is `harness.diagnosis`.
 """
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch
 
+from ..record import one_line
 from .autograd import Autograd
 from .base import DEVICE_WORDS, register_method
 
@@ -67,7 +68,7 @@ class Function(Autograd):
             named = _raised_in(exc)
             if named is None:
                 raise
-            raise FunctionError(f"{named.__qualname__}.forward raised {_one_line(exc)}") from exc
+            raise FunctionError(f"{named.__qualname__}.forward raised {one_line(exc)}") from exc
 
     def accumulate(self, batch, weight=1.0):
         self.evaluate(batch, weight)
@@ -93,10 +94,6 @@ class Function(Autograd):
             if error is None:
                 raise
             raise error from exc
-
-
-def _one_line(exc: BaseException) -> str:
-    return " ".join(f"{type(exc).__name__}: {exc}".split())
 
 
 def _raised_in(exc: BaseException) -> type | None:
@@ -150,4 +147,4 @@ def _backward_error(exc: BaseException, loss: torch.Tensor) -> FunctionError | N
         where = _source_line(named) if named is not None else None
     if named is None:
         return None
-    return FunctionError(f"{named.__qualname__}.backward raised {_one_line(exc)}", where)
+    return FunctionError(f"{named.__qualname__}.backward raised {one_line(exc)}", where)
