@@ -1,0 +1,103 @@
+"""The float64 truth of a layer's cell, and what its condition allows.
+
+The inputs are made in float32, rounded to the cell's dtype, then upcast: the reference's
+autograd in float64 from them is the truth, so what is measured is the error of the computation
+alone. grad_output is seeded and random (normal, so neither 1 nor uniform: a backward that reads
+one scalar of it, or ones, is wrong), made in float32 and rounded the same way.
+
+Tolerances come from the problems' error model (harness.tolerance), per input: the length of the
+sum its gradient takes (Layer.reduction_length: d for RMSNorm's dx, n for its dg) and its
+condition. The condition is a simpler estimate than the problems': the input sensitivity (every
+input and grad_output moved by a relative rho in random signs: how far the float64 result moves,
+over its norm), which sees the cancellation inside a row (RMSNorm's dx = rstd (g dy - xhat
+mean(g dy xhat))); the term spread is taken as 1, as a random grad_output gives the terms of each
+reduction random signs, so they do not cancel more than a random sum does.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from ..reference import SENSITIVITY_RHO
+from ..tolerance import FORMULA_TOL, condition, ratio, tolerance
+from .base import Layer, Tensors
+from .layouts import output_names, outputs_of
+
+GRAD_OUTPUT_WEIGHT = 4.0  # the second grad_output, scaled: exact in every dtype (a power of 2)
+SENSITIVITY_DRAWS = 2
+
+
+@dataclass
+class LayerTruth:
+    inputs: Tensors  # in the cell's dtype, contiguous, detached
+    grad_outputs: list[torch.Tensor]  # in the cell's dtype
+    outputs: Tensors  # float64, by name (y, or y0, y1, ...)
+    grads: Tensors  # float64, per floating input
+    tol: dict[str, float]  # per input and output name, in the cell's dtype
+    formula_tol: dict[str, float]  # the same, of a float64 twin
+    conditions: dict[str, float]
+
+    @property
+    def grad_tol(self) -> float:
+        """Of all the inputs' gradients at once: the largest of theirs bounds the normwise error."""
+        return max(self.tol[k] for k in self.grads)
+
+    @property
+    def condition(self) -> float:
+        return max(self.conditions[k] for k in self.grads)
+
+    @classmethod
+    def of(cls, layer: Layer, made: Tensors, dtype: torch.dtype, gen: torch.Generator) -> LayerTruth:
+        inputs = {k: (v.detach().to(dtype) if v.is_floating_point() else v.detach()) for k, v in made.items()}
+        x64 = {k: (v.to(torch.float64) if v.is_floating_point() else v) for k, v in inputs.items()}
+        with torch.no_grad():
+            shapes = [o.shape for o in outputs_of(layer.reference(**x64))]
+        grad_outputs = [torch.randn(s, generator=gen, device=gen.device).to(dtype) for s in shapes]
+        g64 = [g.to(torch.float64) for g in grad_outputs]
+        outputs, grads = vjp64(layer, x64, g64)
+        moved_out, moved_grads = _sensitivity(layer, x64, g64, outputs, grads)
+        tol, formula_tol, conditions = {}, {}, {}
+        for k, value in {**outputs, **grads}.items():
+            length = layer.reduction_length("y" if k in outputs else k)
+            c_moved = ratio((moved_out if k in outputs else moved_grads)[k], value.norm().item())
+            conditions[k] = condition(dtype, length, c_moved, 1.0)
+            tol[k] = tolerance(dtype, length) * conditions[k]
+            formula_tol[k] = FORMULA_TOL * max(1.0, c_moved)
+        return cls(inputs, grad_outputs, outputs, grads, tol, formula_tol, conditions)
+
+
+def vjp64(layer: Layer, x64: Tensors, g64: list[torch.Tensor]) -> tuple[Tensors, Tensors]:
+    """(outputs, gradients of every floating input) of the reference in float64 under g64."""
+    leaves = {k: (v.detach().requires_grad_(True) if v.is_floating_point() else v) for k, v in x64.items()}
+    out = outputs_of(layer.reference(**leaves))
+    keys = [k for k, v in leaves.items() if v.is_floating_point()]
+    grads = torch.autograd.grad(out, [leaves[k] for k in keys], g64, allow_unused=True)
+    grads = {k: (g if g is not None else torch.zeros_like(leaves[k])) for k, g in zip(keys, grads)}
+    return dict(zip(output_names(len(out)), (o.detach() for o in out))), grads
+
+
+def _sensitivity(layer, x64, g64, outputs, grads) -> tuple[dict[str, float], dict[str, float]]:
+    """Per output and input gradient, |f(inputs (1 + rho e)) - f| / rho, root mean square over
+    the draws: what a relative move of every input and grad_output moves them by."""
+    gen = torch.Generator(next(iter(grads.values())).device).manual_seed(0)
+
+    def moved(t: torch.Tensor) -> torch.Tensor:
+        if not t.is_floating_point():
+            return t
+        signs = torch.randint(0, 2, t.shape, generator=gen, device=t.device).to(t.dtype)
+        return t * (signs * (2 * SENSITIVITY_RHO) + (1 - SENSITIVITY_RHO))
+
+    out_sq, grad_sq = dict.fromkeys(outputs, 0.0), dict.fromkeys(grads, 0.0)
+    for _ in range(SENSITIVITY_DRAWS):
+        outs, gs = vjp64(layer, {k: moved(v) for k, v in x64.items()}, [moved(g) for g in g64])
+        for k in outputs:
+            out_sq[k] += ((outs[k] - outputs[k]).norm().item() / SENSITIVITY_RHO) ** 2
+        for k in grads:
+            grad_sq[k] += ((gs[k] - grads[k]).norm().item() / SENSITIVITY_RHO) ** 2
+    return (
+        {k: math.sqrt(v / SENSITIVITY_DRAWS) for k, v in out_sq.items()},
+        {k: math.sqrt(v / SENSITIVITY_DRAWS) for k, v in grad_sq.items()},
+    )
