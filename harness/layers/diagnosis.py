@@ -17,8 +17,10 @@ from ..diagnosis import _accumulator, name_scale
 from .layouts import WORDS
 from .verdict import LayerVerdict, _all_agree
 
+FLOAT32_ROUNDING = 1e-5  # a float64 result off by less than this: float32's rounding, not a formula
 
-def _part(p: Part, sizes: dict) -> str:
+
+def _part(p: Part, sizes: dict, dtype: str | None = None) -> str:
     """What is wrong with one input's gradient (one output), in a few words."""
     if not math.isfinite(p.rel_err) or not math.isfinite(p.scale):
         return "non-finite"
@@ -28,18 +30,31 @@ def _part(p: Part, sizes: dict) -> str:
         return f"{p.scale:.3f}x its reference, negated: a flipped sign?"
     if p.aligned and abs(p.scale - 1) > p.tol:
         return name_scale(p.scale, sizes, "its reference")
+    if p.aligned and dtype == "float64" and p.rel_err < FLOAT32_ROUNDING:
+        return f"rel_err {p.rel_err:.1e} over {p.tol:.1e}: computed in float32 inside a float64 call?"
     if p.aligned:
         return f"rel_err {p.rel_err:.1e} over {p.tol:.1e}: rounding beyond calibration?"
     return f"{p.scale:.3f}x, cosine {p.cosine:.4f}, rel_err {p.rel_err:.1e} over {p.tol:.1e}"
 
 
-def inputs_words(a: Agreement, sizes: dict) -> str:
+def _bad(a: Agreement | None) -> set[str]:
+    return set() if a is None else {k for k, p in a.per_param.items() if not p.agree}
+
+
+def _errs(a: Agreement) -> str:
+    """'rel_err of x 1.8e-01, of W1 2.2e-01': the inputs that disagree."""
+    return "rel_err " + ", ".join(
+        f"of {k} {a.per_param[k].rel_err:.1e}" for k in sorted(_bad(a)) or a.per_param
+    )
+
+
+def inputs_words(a: Agreement, sizes: dict, dtype: str | None = None) -> str:
     """'disagrees in x (1.300x, cosine 0.9700); agrees in g'."""
     bad = [k for k, p in a.per_param.items() if not p.agree]
     good = [k for k in a.per_param if k not in bad]
     if not bad:
         return f"rel_err {a.rel_err:.1e} over {a.tol:.1e} over all at once: rounding beyond calibration?"
-    text = "disagrees in " + ", ".join(f"{k} ({_part(a.per_param[k], sizes)})" for k in bad)
+    text = "disagrees in " + ", ".join(f"{k} ({_part(a.per_param[k], sizes, dtype)})" for k in bad)
     return text + (f"; agrees in {', '.join(good)}" if good else "")
 
 
@@ -49,7 +64,7 @@ def diagnose(v: LayerVerdict, sizes: dict, dtype: str | None = None) -> str | No
         return None
     said = []
     if not _all_agree(v.output):
-        said.append(f"the forward is wrong: {inputs_words(v.output, sizes)}")
+        said.append(f"the forward is wrong: {inputs_words(v.output, sizes, dtype)}")
     g = v.grad_output
     if not g.agree:
         if g.ignored:
@@ -64,9 +79,9 @@ def diagnose(v: LayerVerdict, sizes: dict, dtype: str | None = None) -> str | No
             )
     twin = v.twin
     if not _all_agree(v.grads):
-        text = inputs_words(v.grads, sizes)
+        text = inputs_words(v.grads, sizes, dtype)
         if v.formula_wrong:
-            text += f"; wrong in float64 too ({inputs_words(twin, sizes)}): the formula, not rounding"
+            text += f"; wrong in float64 too ({_errs(twin)}): the formula, not rounding"
         elif twin is not None:
             text = (
                 f"the float64 twin agrees (rel_err {twin.rel_err:.1e}): the formula is right, its rounding "
@@ -80,13 +95,15 @@ def diagnose(v: LayerVerdict, sizes: dict, dtype: str | None = None) -> str | No
         )
     for k in v.missing:
         said.append(f"no gradient for {k}, which needs one (the backward returned None for it)")
+    said_bad = _bad(v.output) | _bad(v.grads)
     for layout, a in v.layouts.items():
+        if _bad(a) <= said_bad and _bad(a):  # the same inputs wrong as in the contiguous run: said
+            continue
         if layout.startswith("no-grad:"):
-            said.append(
-                f"with {layout.partition(':')[2]} not requiring a gradient, it {inputs_words(a, sizes)}"
-            )
+            frozen = layout.partition(":")[2]
+            said.append(f"with {frozen} not requiring a gradient, it {inputs_words(a, sizes, dtype)}")
         else:
-            said.append(f"with {WORDS.get(layout, layout)}, it {inputs_words(a, sizes)}")
+            said.append(f"with {WORDS.get(layout, layout)}, it {inputs_words(a, sizes, dtype)}")
     for k, where in v.stray.items():
         said.append(
             f"a gradient returned for {k}, which needs none (requires_grad=False), by {', '.join(where)}: "

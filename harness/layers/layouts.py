@@ -122,7 +122,7 @@ def run(
             nexts = node.next_functions
             for i, g in enumerate(gi):
                 if g is not None and i < len(nexts) and nexts[i][0] is None:
-                    stray.append(f"{node._forward_cls.__qualname__}.backward (its input {i})")
+                    stray.append(f"{node._forward_cls.__qualname__}.backward")
 
     def back(t: torch.Tensor, has_rows: bool) -> torch.Tensor:
         return t.reshape(-1, *t.shape[2:]) if fold is not None and has_rows else t
