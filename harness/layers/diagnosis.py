@@ -66,7 +66,9 @@ def diagnose(v: LayerVerdict, sizes: dict, dtype: str | None = None) -> str | No
     if not _all_agree(v.output):
         said.append(f"the forward is wrong: {inputs_words(v.output, sizes, dtype)}")
     g = v.grad_output
-    if not g.agree:
+    if not math.isfinite(v.grads.rel_err):
+        said.append("non-finite gradient: overflow, or a NaN in the formula")
+    elif not g.agree:
         if g.ignored:
             said.append(
                 f"the backward ignores grad_output: {g.weight:g} x grad_output gave the same gradient "

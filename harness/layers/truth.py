@@ -7,11 +7,14 @@ one scalar of it, or ones, is wrong), made in float32 and rounded the same way.
 
 Tolerances come from the problems' error model (harness.tolerance), per input: the length of the
 sum its gradient takes (Layer.reduction_length: d for RMSNorm's dx, n for its dg) and its
-condition. The condition is a simpler estimate than the problems': the input sensitivity (every
-input and grad_output moved by a relative rho in random signs: how far the float64 result moves,
-over its norm), which sees the cancellation inside a row (RMSNorm's dx = rstd (g dy - xhat
-mean(g dy xhat))); the term spread is taken as 1, as a random grad_output gives the terms of each
-reduction random signs, so they do not cancel more than a random sum does.
+condition. The condition is estimated more simply than the problems': by the running-error
+sensitivity of the float64 computation itself. Every input and grad_output, and the result of
+every operation of the reference's forward and backward (a dispatch mode), is moved by a
+relative rho in random signs, as rounding moves each by up to u; how far the result moves, over
+its norm, is the condition of what rounding does to it. It sees the cancellation inside a row
+(RMSNorm's dx = rstd (g dy - xhat mean(g dy xhat)), nearly nothing at d = 1; LayerNorm's at
+d = 2), though not inside a fused operation (F.layer_norm's own backward). The term spread of
+the reductions is taken as 1: a random grad_output gives their terms random signs.
 
 The float64 twin (the method called in float64) is held to float32's tolerance, not to the
 problems' 1e-10: a Function that computes in float32 inside whatever it is called in, as
@@ -24,6 +27,8 @@ import math
 from dataclasses import dataclass
 
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_map
 
 from ..reference import SENSITIVITY_RHO
 from ..tolerance import condition, ratio, tolerance
@@ -83,10 +88,34 @@ def vjp64(layer: Layer, x64: Tensors, g64: list[torch.Tensor]) -> tuple[Tensors,
     return dict(zip(output_names(len(out)), (o.detach() for o in out))), grads
 
 
+class Jitter(TorchDispatchMode):
+    """Every operation's floating result moved by a relative SENSITIVITY_RHO in random signs (not
+    a view's nor an in-place one's: those alias their input)."""
+
+    def __init__(self, gen: torch.Generator):
+        super().__init__()
+        self.gen = gen
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        schema = func._schema
+        if schema.is_mutable or any(r.alias_info is not None for r in schema.returns):
+            return out
+
+        def move(t):
+            if not isinstance(t, torch.Tensor) or not t.is_floating_point() or t.numel() == 0:
+                return t
+            signs = torch.randint(0, 2, t.shape, generator=self.gen, device=t.device).to(t.dtype)
+            return t * (signs * (2 * SENSITIVITY_RHO) + (1 - SENSITIVITY_RHO))
+
+        return tree_map(move, out)
+
+
 def _sensitivity(layer, x64, g64, outputs, grads) -> tuple[dict[str, float], dict[str, float]]:
     """Per output and input gradient, |f(inputs (1 + rho e)) - f| / rho, root mean square over
     the draws: what a relative move of every input and grad_output moves them by."""
     gen = torch.Generator(next(iter(grads.values())).device).manual_seed(0)
+    jitter = Jitter(gen)
 
     def moved(t: torch.Tensor) -> torch.Tensor:
         if not t.is_floating_point():
@@ -96,7 +125,8 @@ def _sensitivity(layer, x64, g64, outputs, grads) -> tuple[dict[str, float], dic
 
     out_sq, grad_sq = dict.fromkeys(outputs, 0.0), dict.fromkeys(grads, 0.0)
     for _ in range(SENSITIVITY_DRAWS):
-        outs, gs = vjp64(layer, {k: moved(v) for k, v in x64.items()}, [moved(g) for g in g64])
+        with jitter:
+            outs, gs = vjp64(layer, {k: moved(v) for k, v in x64.items()}, [moved(g) for g in g64])
         for k in outputs:
             out_sq[k] += ((outs[k] - outputs[k]).norm().item() / SENSITIVITY_RHO) ** 2
         for k in grads:
