@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
+import torch._functorch.config
 
 from .. import gpu
 from ..env import device_name
@@ -65,6 +66,10 @@ def layer_step(fn: Callable[..., Outputs], truth: LayerTruth) -> LayerStep:
     return LayerStep(forward, backward, full)
 
 
+# A compiled backward donates its saved buffers unless told not to when it compiles, and then
+# refuses retain_graph=True, which the backward timed alone needs (timing.py); the AOT autograd
+# cache does not key on donation, so an entry compiled with it would come back
+@torch._functorch.config.patch(donated_buffer=False, enable_autograd_cache=False)
 def run_layer_family(
     cells: Sequence,
     device: str | torch.device | None = None,
