@@ -34,9 +34,11 @@ from ..layers.family import run_layer_family
 from ..layers.layouts import LAYOUTS
 from ..layers.methods import LAYER_METHODS, layer_skip_reason
 from ..measure import TimingOptions
+from ..methods import get_method
+from ..patterns import parse_pattern
 from ..registry import same_definition
 from ..schema import COLUMNS, SIZE_NAMES
-from .check import CheckResult
+from .check import CheckResult, tell
 
 DEFAULT_DTYPES = ["float64", "float32", "bfloat16"]
 
@@ -103,8 +105,18 @@ def check_layer(
                     layouts=tuple(LAYOUTS if layouts is None else layouts),
                 )
                 records.extend(ran)
+    tell(records, _declared(cls, methods_))
     extra = sorted({k for r in records for k in r} - set(COLUMNS))
     return CheckResult(name, pd.DataFrame(records, columns=[*COLUMNS, *extra]), skipped)
+
+
+def _declared(cls: type[Layer], methods: list[str]) -> dict:
+    """What a run manifest keeps of the check's layer and methods, for a listener's run."""
+    return {
+        "methods": {m: get_method(m).declared() for m in methods},
+        "patterns": {"full": parse_pattern("full").declared()},
+        "problems": {cls.name: cls.declared()},
+    }
 
 
 def _listed(value) -> list:
