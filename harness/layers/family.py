@@ -140,6 +140,8 @@ def run_layer_family(
             twin_fn = None if twin_skipped or cell.dtype == "float64" else fn
             verdict = judge(fn, truth, cls.rows, twin_fn, twin_skipped, layouts)
             record.update(agreement_fields(verdict, instance, cell.dtype))
+            if verdict.raised is not None:
+                fail(record, verdict.raised)
             steps[cell.method] = layer_step(fn, truth)
         except Exception as exc:
             fail(record, exc)

@@ -30,6 +30,13 @@ WORDS = {
 }
 
 
+def words(layout: str) -> str:
+    """'non-contiguous inputs ...', or 'x not requiring a gradient' for "no-grad:x"."""
+    if layout.startswith("no-grad:"):
+        return f"{layout.partition(':')[2]} not requiring a gradient"
+    return WORDS.get(layout, layout)
+
+
 def outputs_of(out: Outputs) -> tuple[torch.Tensor, ...]:
     return tuple(out) if isinstance(out, (tuple, list)) else (out,)
 
@@ -88,14 +95,15 @@ def run(
     """fn's outputs and the gradients of every floating input (but `frozen`) under grad_outputs,
     in `layout`; the inputs and grad_outputs are given contiguous, in the cell's dtype."""
     n = next((inputs[k].shape[0] for k in rows if k in inputs), None)
-    fold = fold_of(n) if n is not None and "folded" in layout else None
-    if "folded" in layout and fold is None:
+    shape = "contiguous" if layout.startswith("no-grad:") else layout
+    fold = fold_of(n) if n is not None and "folded" in shape else None
+    if "folded" in shape and fold is None:
         raise ValueError(f"{n} rows cannot fold as (B, T)")
 
     def shaped(t: torch.Tensor, has_rows: bool) -> torch.Tensor:
         if fold is not None and has_rows:
             t = t.reshape(fold, t.shape[0] // fold, *t.shape[1:])
-        return column_major(t) if "noncontiguous" in layout else t
+        return column_major(t) if "noncontiguous" in shape else t
 
     leaves = {}
     for k, v in inputs.items():
@@ -144,4 +152,4 @@ def _layout_error(error: Exception, layout: str, cause: Exception) -> Exception:
     if layout == "contiguous":
         return error
     message = str(error) if isinstance(error, FunctionError) else one_line(error)
-    return FunctionError(f"with {WORDS.get(layout, layout)}: {message}", getattr(error, "where", None))
+    return FunctionError(f"with {words(layout)}: {message}", getattr(error, "where", None))

@@ -25,6 +25,8 @@ class LayerVerdict:
     layouts: dict[str, Agreement] = field(default_factory=dict)  # the other layouts that disagree
     stray: dict[str, list[str]] = field(default_factory=dict)  # input -> Functions that returned its gradient
     missing: list[str] = field(default_factory=list)  # inputs that got no gradient at all
+    # an exception in another layout (the contiguous run's own propagate): the first one
+    raised: Exception | None = None
 
     @property
     def formula_wrong(self) -> bool:
@@ -114,7 +116,11 @@ def judge(
             continue
         if "folded" in layout and (n is None or fold_of(n) is None):
             continue  # no rows to fold, or n is 1 or prime
-        r = run(fn, truth.inputs, truth.grad_outputs, layout=layout, rows=rows)
+        try:
+            r = run(fn, truth.inputs, truth.grad_outputs, layout=layout, rows=rows)
+        except Exception as exc:  # named with its layout by `run`
+            verdict.raised = verdict.raised or exc
+            continue
         a = judge_all(r, truth)
         if not _all_agree(a):
             verdict.layouts[layout] = a
@@ -127,7 +133,11 @@ def _no_grad(fn, truth: LayerTruth, rows, verdict: LayerVerdict) -> None:
     if len(truth.grads) < 2:
         return
     for k in truth.grads:
-        r = run(fn, truth.inputs, truth.grad_outputs, layout="contiguous", rows=rows, frozen=k)
+        try:
+            r = run(fn, truth.inputs, truth.grad_outputs, layout=f"no-grad:{k}", rows=rows, frozen=k)
+        except Exception as exc:
+            verdict.raised = verdict.raised or exc
+            continue
         if r.stray:
             verdict.stray[k] = r.stray
         rest = [j for j in truth.grads if j != k]

@@ -146,19 +146,21 @@ def _layer(function, reference, make, sizes, rows=None) -> type[Layer]:
             "the rest dtypes, devices, methods, seed, timing, layouts"
         )
 
+    user_function, user_reference, user_make = function, reference, make
+
     class Checked(Layer):
-        name = _name_of(function)
+        name = _name_of(user_function)
         sizes = taken
         rows = ()  # set below: the inputs whose leading dimension is n
 
         def make(self, gen):
-            return make(gen, **{s: getattr(self, s) for s in taken})
+            return user_make(gen, **{s: getattr(self, s) for s in taken})
 
         def function(self, **inputs):
-            return function(**inputs)
+            return user_function(**inputs)
 
         def reference(self, **inputs):
-            return reference(**inputs)
+            return user_reference(**inputs)
 
     Checked.rows = tuple(rows) if rows is not None else _rows_of(Checked, taken)
     Checked.__qualname__ = Checked.__name__ = f"check_layer({Checked.name})"
