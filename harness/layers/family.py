@@ -189,5 +189,5 @@ def agreement_fields(v: LayerVerdict, layer: Layer, dtype: str) -> dict:
         "loss_tol": v.output.tol,
         "loss_agree": v.output.within_tol and all(p.agree for p in v.output.per_param.values()),
         "grad_output_scale": v.grad_output.scale,
-        "grad_preview": None,
+        "grad_preview": v.preview,
     }

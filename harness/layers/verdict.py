@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 import torch
 
 from ..agreement import Agreement, GradOutputCheck, check_grad_output, compare
+from ..record import preview
 from .layouts import LAYOUTS, Run, fold_of, output_names, run
 from .truth import GRAD_OUTPUT_WEIGHT, LayerTruth
 
@@ -27,6 +28,7 @@ class LayerVerdict:
     missing: list[str] = field(default_factory=list)  # inputs that got no gradient at all
     # an exception in another layout (the contiguous run's own propagate): the first one
     raised: Exception | None = None
+    preview: list[float] = field(default_factory=list)  # the first values of the gradients
 
     @property
     def formula_wrong(self) -> bool:
@@ -103,6 +105,7 @@ def judge(
     scaled = run(fn, truth.inputs, [g * GRAD_OUTPUT_WEIGHT for g in truth.grad_outputs], rows=rows)
     linear = check_grad_output(_grads(scaled, truth), _grads(base, truth), GRAD_OUTPUT_WEIGHT, truth.grad_tol)
     verdict = LayerVerdict(grads, judge_outputs(base, truth, truth.tol), linear, missing=missing)
+    verdict.preview = preview({k: g for k, g in base.grads.items() if g is not None})
     if twin_fn is not None:
         x64 = {k: (v.to(torch.float64) if v.is_floating_point() else v) for k, v in truth.inputs.items()}
         twin = run(twin_fn, x64, [g.to(torch.float64) for g in truth.grad_outputs], rows=rows)
