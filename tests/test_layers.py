@@ -21,6 +21,7 @@ SIZES = {
     "layer_layernorm": {"n": 12, "d": 16},
     "layer_rmsnorm_float64_inside": {"n": 12, "d": 16},  # float64 inside a bf16 call, dx column-major
     "layer_swiglu_split": {"n": 12, "d": 8, "h": 16},  # one weight [W1 W3], cut in two inside
+    "layer_rotary": {"n": 12, "d": 16},  # constant tables given to the Function; no rows to fold
 }
 
 

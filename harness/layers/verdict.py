@@ -115,7 +115,7 @@ def judge(
     n = next((truth.inputs[k].shape[0] for k in rows if k in truth.inputs), None)
     for layout in layouts:
         if layout == "no-grad":
-            _no_grad(fn, truth, rows, verdict)
+            _no_grad(fn, truth, rows, verdict, base)
             continue
         if "folded" in layout and (n is None or fold_of(n) is None):
             continue  # no rows to fold, or n is 1 or prime
@@ -130,9 +130,10 @@ def judge(
     return verdict
 
 
-def _no_grad(fn, truth: LayerTruth, rows, verdict: LayerVerdict) -> None:
+def _no_grad(fn, truth: LayerTruth, rows, verdict: LayerVerdict, base: Run) -> None:
     """Each floating input in turn not requiring a gradient: it gets None without error, the
-    rest still agree, and no Function returns a gradient for it."""
+    rest still agree, and no Function returns a gradient for it (one it returned in the base run
+    too went to a constant of the code's own, not to this input)."""
     if len(truth.grads) < 2:
         return
     for k in truth.grads:
@@ -141,8 +142,9 @@ def _no_grad(fn, truth: LayerTruth, rows, verdict: LayerVerdict) -> None:
         except Exception as exc:
             verdict.raised = verdict.raised or exc
             continue
-        if r.stray:
-            verdict.stray[k] = r.stray
+        new = sorted({where for where, i in set(r.stray) - set(base.stray)})
+        if new:
+            verdict.stray[k] = new
         rest = [j for j in truth.grads if j != k]
         a = judge_grads(r, truth, truth.tol, rest)
         if not _all_agree(a):
