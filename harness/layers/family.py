@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import torch
 
 from .. import gpu
+from ..cell import DTYPES, _device
 from ..env import device_name
 from ..measure import TimingOptions
 from ..record import fail, identity, now, preview
@@ -25,13 +26,6 @@ from .layouts import LAYOUTS, outputs_of
 from .methods import get_layer_method, layer_skip_reason
 from .truth import LayerTruth
 from .verdict import LayerVerdict, judge
-
-DTYPES = {
-    "float64": torch.float64,
-    "float32": torch.float32,
-    "float16": torch.float16,
-    "bfloat16": torch.bfloat16,
-}
 
 
 @dataclass
@@ -81,8 +75,6 @@ def run_layer_family(
     Exceptions in a method become its record's status, naming its Function and layout."""
     if not cells:
         return []
-    from ..cell import _device  # the cell module dispatches here: imported late, no cycle
-
     first = cells[0]
     if any(c.family != first.family for c in cells):
         raise ValueError("run_layer_family takes cells that differ only by method")
