@@ -253,3 +253,35 @@ def test_a_function_computing_in_float32_inside_a_float64_call_is_told_so():
     float64 = by_dtype.loc["float64"]
     assert float64["status"] == "mismatch"
     assert "computed in float32 inside a float64 call?" in float64["diagnosis"]
+
+
+def test_a_layer_record_is_complete():
+    (r,) = run_family([Cell("swiglu", "function", dtype="float32", n=6, d=4, h=8)], timing=NO_TIMING)
+    for column in (
+        "cell_id", "kind", "status", "agree", "rel_err", "max_abs_err", "scale", "cosine", "tol", "condition",
+        "f64_rel_err", "f64_checked", "loss_rel_err", "loss_tol", "loss_agree", "grad_output_scale",
+        "grad_preview", "output_preview", "bytes_moved", "setup_s", "family_wall_s", "device_name", "threads",
+        "started_at", "finished_at",
+    ):  # fmt: skip
+        assert r[column] is not None, column
+    assert r["diagnosis"] is None and r["error"] is None
+    assert r["bytes_moved"] == (2 * 6 * 4 + 4 * 4 * 8 + 2 * 6 * 8 + 2 * 4 * 8 + 6 * 4) * 4
+    assert len(r["grad_preview"]) == 8 and len(r["output_preview"]) == 8
+
+
+@harness.register_layer
+class RMSNormWithoutFloat64(harness.layers.rmsnorm.RMSNorm):
+    name = "test_rmsnorm_without_float64"
+    function_dtypes = ("float32", "bfloat16")  # a kernel with no float64 path
+
+
+def test_a_function_without_float64_has_its_twin_skipped_and_says_so():
+    result = harness.check_layer(RMSNormWithoutFloat64, n=6, d=4, dtypes=DTYPES, devices=["cpu", "cuda"])
+    assert result.ok, result.lines()
+    r = result.records
+    assert sorted(r["dtype"]) == ["bfloat16", "float32"]
+    assert not r["f64_checked"].any() and r["f64_note"].str.contains("the Function has no float64").all()
+    skipped = dict(result.skipped)
+    assert "function_dtypes" in skipped["test_rmsnorm_without_float64 float64 function on cpu"]
+    if not torch.cuda.is_available():
+        assert skipped["test_rmsnorm_without_float64 float32 function on cuda"] == "no cuda device here"

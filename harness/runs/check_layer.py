@@ -89,7 +89,9 @@ def check_layer(
             family = []
             for method in methods_:
                 cell = Cell(problem=name, method=method, dtype=dtype, device=device, seed=seed, **size)
-                reason = layer_skip_reason(cls, method, dtype, device, "full")
+                reason = (
+                    f"no {device} device here" if device not in local_devices() else None
+                ) or layer_skip_reason(cls, method, dtype, device, "full")
                 if reason:
                     skipped.append((f"{name} {dtype} {method} on {device}", reason))
                 else:
