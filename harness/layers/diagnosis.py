@@ -26,12 +26,12 @@ def _part(p: Part, sizes: dict, dtype: str | None = None) -> str:
         return "non-finite"
     if p.scale == 0:
         return "zero: never written?"
+    if dtype == "float64" and p.rel_err < FLOAT32_ROUNDING:
+        return f"rel_err {p.rel_err:.1e} over {p.tol:.1e}: computed in float32 inside a float64 call?"
     if p.aligned and p.cosine < 0:
         return f"{p.scale:.3f}x its reference, negated: a flipped sign?"
     if p.aligned and abs(p.scale - 1) > p.tol:
         return name_scale(p.scale, sizes, "its reference")
-    if p.aligned and dtype == "float64" and p.rel_err < FLOAT32_ROUNDING:
-        return f"rel_err {p.rel_err:.1e} over {p.tol:.1e}: computed in float32 inside a float64 call?"
     if p.aligned:
         return f"rel_err {p.rel_err:.1e} over {p.tol:.1e}: rounding beyond calibration?"
     return f"{p.scale:.3f}x, cosine {p.cosine:.4f}, rel_err {p.rel_err:.1e} over {p.tol:.1e}"

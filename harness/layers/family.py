@@ -16,6 +16,7 @@ import torch
 import torch._functorch.config
 
 from .. import gpu
+from ..cell import DTYPES, _device
 from ..env import device_name
 from ..measure import TimingOptions
 from ..record import fail, identity, now, preview
@@ -26,13 +27,6 @@ from .layouts import LAYOUTS, outputs_of
 from .methods import get_layer_method, layer_skip_reason
 from .truth import LayerTruth
 from .verdict import LayerVerdict, judge
-
-DTYPES = {
-    "float64": torch.float64,
-    "float32": torch.float32,
-    "float16": torch.float16,
-    "bfloat16": torch.bfloat16,
-}
 
 
 @dataclass
@@ -86,8 +80,6 @@ def run_layer_family(
     Exceptions in a method become its record's status, naming its Function and layout."""
     if not cells:
         return []
-    from ..cell import _device  # the cell module dispatches here: imported late, no cycle
-
     first = cells[0]
     if any(c.family != first.family for c in cells):
         raise ValueError("run_layer_family takes cells that differ only by method")
@@ -145,6 +137,8 @@ def run_layer_family(
             twin_fn = None if twin_skipped or cell.dtype == "float64" else fn
             verdict = judge(fn, truth, cls.rows, twin_fn, twin_skipped, layouts)
             record.update(agreement_fields(verdict, instance, cell.dtype))
+            if verdict.raised is not None:
+                fail(record, verdict.raised)
             steps[cell.method] = layer_step(fn, truth)
         except Exception as exc:
             fail(record, exc)
@@ -192,5 +186,5 @@ def agreement_fields(v: LayerVerdict, layer: Layer, dtype: str) -> dict:
         "loss_tol": v.output.tol,
         "loss_agree": v.output.within_tol and all(p.agree for p in v.output.per_param.values()),
         "grad_output_scale": v.grad_output.scale,
-        "grad_preview": None,
+        "grad_preview": v.preview,
     }

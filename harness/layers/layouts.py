@@ -30,6 +30,13 @@ WORDS = {
 }
 
 
+def words(layout: str) -> str:
+    """'non-contiguous inputs ...', or 'x not requiring a gradient' for "no-grad:x"."""
+    if layout.startswith("no-grad:"):
+        return f"{layout.partition(':')[2]} not requiring a gradient"
+    return WORDS.get(layout, layout)
+
+
 def outputs_of(out: Outputs) -> tuple[torch.Tensor, ...]:
     return tuple(out) if isinstance(out, (tuple, list)) else (out,)
 
@@ -59,8 +66,9 @@ def fold_of(n: int) -> int | None:
 class Run:
     outputs: tuple[torch.Tensor, ...]  # detached, in the contiguous shapes
     grads: dict[str, torch.Tensor | None]  # .grad of each input after backward
-    # inputs not requiring a gradient that a Function returned one for anyway
-    stray: list[str]
+    # (Function's backward, position) of each gradient returned for a tensor that needs none: the
+    # frozen input's, or a constant the code under test passes to its Function itself
+    stray: list[tuple[str, int]]
 
 
 def _function_nodes(outputs) -> list:
@@ -88,14 +96,15 @@ def run(
     """fn's outputs and the gradients of every floating input (but `frozen`) under grad_outputs,
     in `layout`; the inputs and grad_outputs are given contiguous, in the cell's dtype."""
     n = next((inputs[k].shape[0] for k in rows if k in inputs), None)
-    fold = fold_of(n) if n is not None and "folded" in layout else None
-    if "folded" in layout and fold is None:
+    shape = "contiguous" if layout.startswith("no-grad:") else layout
+    fold = fold_of(n) if n is not None and "folded" in shape else None
+    if "folded" in shape and fold is None:
         raise ValueError(f"{n} rows cannot fold as (B, T)")
 
     def shaped(t: torch.Tensor, has_rows: bool) -> torch.Tensor:
         if fold is not None and has_rows:
             t = t.reshape(fold, t.shape[0] // fold, *t.shape[1:])
-        return column_major(t) if "noncontiguous" in layout else t
+        return column_major(t) if "noncontiguous" in shape else t
 
     leaves = {}
     for k, v in inputs.items():
@@ -105,8 +114,9 @@ def run(
         out = outputs_of(fn(**leaves))
     except Exception as exc:
         raise _named(exc, "forward", layout) from exc
-    outs_have_rows = n is not None
-    grads_in = [shaped(g, outs_have_rows) for g in grad_outputs]
+    # an output has rows when its first dimension is n (a per-row value), as its grad_output does
+    has_rows = [n is not None and g.dim() >= 1 and g.shape[0] == n for g in grad_outputs]
+    grads_in = [shaped(g, r) for g, r in zip(grad_outputs, has_rows)]
     nodes = _function_nodes(out)
     returned: list[tuple[object, tuple]] = []
     for node in nodes:
@@ -117,17 +127,16 @@ def run(
         error = _backward_error(exc, out[0])
         raise _layout_error(error or exc, layout, exc) from exc
     stray = []
-    if frozen is not None:
-        for node, gi in returned:
-            nexts = node.next_functions
-            for i, g in enumerate(gi):
-                if g is not None and i < len(nexts) and nexts[i][0] is None:
-                    stray.append(f"{node._forward_cls.__qualname__}.backward")
+    for node, gi in returned:
+        nexts = node.next_functions
+        for i, g in enumerate(gi):
+            if g is not None and i < len(nexts) and nexts[i][0] is None:
+                stray.append((f"{node._forward_cls.__qualname__}.backward", i))
 
     def back(t: torch.Tensor, has_rows: bool) -> torch.Tensor:
         return t.reshape(-1, *t.shape[2:]) if fold is not None and has_rows else t
 
-    outputs = tuple(back(o.detach(), outs_have_rows) for o in out)
+    outputs = tuple(back(o.detach(), r) for o, r in zip(out, has_rows))
     grads = {k: (back(v.grad, k in rows) if v.grad is not None else None) for k, v in leaves.items()}
     return Run(outputs, grads, stray)
 
@@ -144,4 +153,4 @@ def _layout_error(error: Exception, layout: str, cause: Exception) -> Exception:
     if layout == "contiguous":
         return error
     message = str(error) if isinstance(error, FunctionError) else one_line(error)
-    return FunctionError(f"with {WORDS.get(layout, layout)}: {message}", getattr(error, "where", None))
+    return FunctionError(f"with {words(layout)}: {message}", getattr(error, "where", None))

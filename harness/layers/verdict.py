@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 import torch
 
 from ..agreement import Agreement, GradOutputCheck, check_grad_output, compare
+from ..record import preview
 from .layouts import LAYOUTS, Run, fold_of, output_names, run
 from .truth import GRAD_OUTPUT_WEIGHT, LayerTruth
 
@@ -25,6 +26,9 @@ class LayerVerdict:
     layouts: dict[str, Agreement] = field(default_factory=dict)  # the other layouts that disagree
     stray: dict[str, list[str]] = field(default_factory=dict)  # input -> Functions that returned its gradient
     missing: list[str] = field(default_factory=list)  # inputs that got no gradient at all
+    # an exception in another layout (the contiguous run's own propagate): the first one
+    raised: Exception | None = None
+    preview: list[float] = field(default_factory=list)  # the first values of the gradients
 
     @property
     def formula_wrong(self) -> bool:
@@ -53,7 +57,7 @@ def _grads(r: Run, truth: LayerTruth, missing: list[str] | None = None) -> dict[
     for k, ref in truth.grads.items():
         g = r.grads.get(k)
         if g is None:
-            if missing is not None:
+            if missing is not None and bool(ref.any()):  # an input the outputs do not depend on may get None
                 missing.append(k)
             g = torch.zeros_like(ref)
         out[k] = g
@@ -101,6 +105,7 @@ def judge(
     scaled = run(fn, truth.inputs, [g * GRAD_OUTPUT_WEIGHT for g in truth.grad_outputs], rows=rows)
     linear = check_grad_output(_grads(scaled, truth), _grads(base, truth), GRAD_OUTPUT_WEIGHT, truth.grad_tol)
     verdict = LayerVerdict(grads, judge_outputs(base, truth, truth.tol), linear, missing=missing)
+    verdict.preview = preview({k: g for k, g in base.grads.items() if g is not None})
     if twin_fn is not None:
         x64 = {k: (v.to(torch.float64) if v.is_floating_point() else v) for k, v in truth.inputs.items()}
         twin = run(twin_fn, x64, [g.to(torch.float64) for g in truth.grad_outputs], rows=rows)
@@ -110,26 +115,36 @@ def judge(
     n = next((truth.inputs[k].shape[0] for k in rows if k in truth.inputs), None)
     for layout in layouts:
         if layout == "no-grad":
-            _no_grad(fn, truth, rows, verdict)
+            _no_grad(fn, truth, rows, verdict, base)
             continue
         if "folded" in layout and (n is None or fold_of(n) is None):
             continue  # no rows to fold, or n is 1 or prime
-        r = run(fn, truth.inputs, truth.grad_outputs, layout=layout, rows=rows)
+        try:
+            r = run(fn, truth.inputs, truth.grad_outputs, layout=layout, rows=rows)
+        except Exception as exc:  # named with its layout by `run`
+            verdict.raised = verdict.raised or exc
+            continue
         a = judge_all(r, truth)
         if not _all_agree(a):
             verdict.layouts[layout] = a
     return verdict
 
 
-def _no_grad(fn, truth: LayerTruth, rows, verdict: LayerVerdict) -> None:
+def _no_grad(fn, truth: LayerTruth, rows, verdict: LayerVerdict, base: Run) -> None:
     """Each floating input in turn not requiring a gradient: it gets None without error, the
-    rest still agree, and no Function returns a gradient for it."""
+    rest still agree, and no Function returns a gradient for it (one it returned in the base run
+    too went to a constant of the code's own, not to this input)."""
     if len(truth.grads) < 2:
         return
     for k in truth.grads:
-        r = run(fn, truth.inputs, truth.grad_outputs, layout="contiguous", rows=rows, frozen=k)
-        if r.stray:
-            verdict.stray[k] = r.stray
+        try:
+            r = run(fn, truth.inputs, truth.grad_outputs, layout=f"no-grad:{k}", rows=rows, frozen=k)
+        except Exception as exc:
+            verdict.raised = verdict.raised or exc
+            continue
+        new = sorted({where for where, i in set(r.stray) - set(base.stray)})
+        if new:
+            verdict.stray[k] = new
         rest = [j for j in truth.grads if j != k]
         a = judge_grads(r, truth, truth.tol, rest)
         if not _all_agree(a):

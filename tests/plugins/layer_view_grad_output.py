@@ -17,7 +17,7 @@ class RMSNormView(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, g):
         d = x.shape[-1]
-        x2 = x.reshape(-1, d).float()
+        x2 = up(x.reshape(-1, d))
         rstd = torch.rsqrt(x2.pow(2).mean(-1, keepdim=True) + EPS)
         ctx.save_for_backward(x, g, rstd)
         return (x2 * rstd * up(g)).to(x.dtype).reshape(x.shape)
@@ -26,8 +26,8 @@ class RMSNormView(torch.autograd.Function):
     def backward(ctx, dy):
         x, g, rstd = ctx.saved_tensors
         d = x.shape[-1]
-        dy2 = dy.view(-1, d).float()  # strides assumed: contiguous
-        xhat = x.reshape(-1, d).float() * rstd
+        dy2 = up(dy.view(-1, d))  # strides assumed: contiguous
+        xhat = up(x.reshape(-1, d)) * rstd
         gdy = dy2 * up(g)
         dx = rstd * (gdy - xhat * (gdy * xhat).mean(-1, keepdim=True))
         dg = (dy2 * xhat).sum(0).to(g.dtype)
