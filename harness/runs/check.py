@@ -39,6 +39,8 @@ LISTENERS: list[Callable[[list[dict], dict], None]] = []
 def tell(records: list[dict], declared: dict) -> None:
     for listener in LISTENERS:
         listener(records, declared)
+
+
 CHECK_TIMING = {"rounds": 0}  # agreement only
 
 
