@@ -36,7 +36,11 @@ def config(tmp_path: Path, **keys) -> Path:
         ({"layers": {"nosuch": {"n": 8}}}, "layers.nosuch", "nosuch"),
         ({"layers": {"linear": {"n": 8, "d": 2}}}, "layers.linear", "linear"),
         ({"problems": {"rmsnorm": {"n": 8, "d": 2}}}, "problems.rmsnorm", "is a layer: name it under layers"),
-        ({"layers": {"rmsnorm": {"n": 8, "d": 2, "methods": ["manual"]}}}, "layers.rmsnorm.methods[0]", "manual"),
+        (
+            {"layers": {"rmsnorm": {"n": 8, "d": 2, "methods": ["manual"]}}},
+            "layers.rmsnorm.methods[0]",
+            "manual",
+        ),
         ({"layers": {"rmsnorm": {"n": 8, "d": 2, "patterns": ["full"]}}}, "layers.rmsnorm.patterns", "known"),
         ({"layers": {"rmsnorm": [{"n": 8, "d": 2}, {"n": 0, "d": 2}]}}, "layers.rmsnorm[1].n", ">= 1"),
     ],
@@ -101,7 +105,11 @@ def test_a_plugin_layer_runs_locally_and_its_report_has_the_layers_tables(tmp_pa
     path = config(
         tmp_path,
         plugins=plugins,
-        layers={**LAYERS, "layer_layernorm": {"n": 8, "d": 16}, "layer_rmsnorm_rstd_constant": {"n": 8, "d": 16}},
+        layers={
+            **LAYERS,
+            "layer_layernorm": {"n": 8, "d": 16},
+            "layer_rmsnorm_rstd_constant": {"n": 8, "d": 16},
+        },
     )
     grid = expand(load_config(path))
     records: list[dict] = []
@@ -114,11 +122,17 @@ def test_a_plugin_layer_runs_locally_and_its_report_has_the_layers_tables(tmp_pa
     write_report(run_dir)
     report = (run_dir / "report.md").read_text()
     section = report[report.index("## Layers") :]
-    assert "| layer | dtype | device | sizes | method | forward | backward | full | vs autograd | peak memory |" in section
+    assert (
+        "| layer | dtype | device | sizes | method | forward | backward | full | vs autograd | peak memory |"
+        in section
+    )
     for name in ("rmsnorm", "swiglu", "layer_layernorm"):
         assert f"| {name} | float32 | cpu |" in section
     assert "**disagrees**: " in section and "disagrees in x" in section
-    assert "Layers (layer_layernorm, layer_rmsnorm_rstd_constant, rmsnorm, swiglu): 8 cells, **1 disagree" in report
+    assert (
+        "Layers (layer_layernorm, layer_rmsnorm_rstd_constant, rmsnorm, swiglu): 8 cells, **1 disagree"
+        in report
+    )
     html = (run_dir / "report.html").read_text()
     assert "peak memory" in html and "backward" in html
     assert len(read_run(run_dir).records) == len(records)
