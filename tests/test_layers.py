@@ -285,3 +285,39 @@ def test_a_function_without_float64_has_its_twin_skipped_and_says_so():
     assert "function_dtypes" in skipped["test_rmsnorm_without_float64 float64 function on cpu"]
     if not torch.cuda.is_available():
         assert skipped["test_rmsnorm_without_float64 float32 function on cuda"] == "no cuda device here"
+
+
+def test_a_backward_assuming_row_major_strides_is_named_with_its_layout():
+    from harness.layers.rmsnorm import RMSNormFunction
+
+    class RowMajorAssumed(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x, g):
+            y = RMSNormFunction.forward(ctx, x, g)
+            return y
+
+        @staticmethod
+        def backward(ctx, dy):
+            n, d = dy.reshape(-1, dy.shape[-1]).shape
+            # the storage read as if grad_output were row-major (a kernel indexing i * d + j)
+            flat = dy.as_strided((n, d), (d, 1)).reshape(dy.shape)
+            return RMSNormFunction.backward(ctx, flat)[:2]
+
+    result = harness.check_layer(
+        RowMajorAssumed.apply,
+        user_reference,
+        user_make,
+        n=12,
+        d=16,
+        dtypes=["float32"],
+        layouts=["noncontiguous"],
+    )
+    (diagnosis,) = result.records["diagnosis"]
+    assert diagnosis.startswith(
+        "with non-contiguous inputs and grad_output (column-major copies), it disagrees in x"
+    )
+    assert "g (" in diagnosis  # both gradients read the scrambled grad_output
+    contiguous = harness.check_layer(
+        RowMajorAssumed.apply, user_reference, user_make, n=12, d=16, dtypes=["float32"], layouts=["folded"]
+    )
+    assert contiguous.ok, contiguous.lines()

@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 
 from ..agreement import Agreement, Part
-from ..diagnosis import _accumulator, name_scale
+from ..diagnosis import HALF, _accumulator, name_scale
 from .layouts import WORDS
 from .verdict import LayerVerdict, _all_agree
 
@@ -66,8 +66,10 @@ def diagnose(v: LayerVerdict, sizes: dict, dtype: str | None = None) -> str | No
     if not _all_agree(v.output):
         said.append(f"the forward is wrong: {inputs_words(v.output, sizes, dtype)}")
     g = v.grad_output
-    if not math.isfinite(v.grads.rel_err):
-        said.append("non-finite gradient: overflow, or a NaN in the formula")
+    finite = math.isfinite(v.grads.rel_err)
+    if not finite:
+        past = f"past {dtype}'s largest number, {HALF[dtype]:.5g}, " if dtype in HALF else ""
+        said.append(f"non-finite gradient: overflow {past}or a NaN in the formula")
     elif not g.agree:
         if g.ignored:
             said.append(
@@ -84,6 +86,8 @@ def diagnose(v: LayerVerdict, sizes: dict, dtype: str | None = None) -> str | No
         text = inputs_words(v.grads, sizes, dtype)
         if v.formula_wrong:
             text += f"; wrong in float64 too ({_errs(twin)}): the formula, not rounding"
+        elif twin is not None and not finite:
+            text = f"the float64 twin agrees (rel_err {twin.rel_err:.1e}): the formula is right; {text}"
         elif twin is not None:
             text = (
                 f"the float64 twin agrees (rel_err {twin.rel_err:.1e}): the formula is right, its rounding "
