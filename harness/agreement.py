@@ -78,6 +78,20 @@ class GradOutputCheck:
 
 
 @dataclass
+class WeightingFinding:
+    """A split step's gradient that follows a wrong weighting of its micro-batches
+    (harness.weighting): `follows` ("rows", "1/k", or "items" where items(data) miscounts) is
+    `off` (rel_err) from the loss's gradient; or, with `follows` None, the micro-batch of rows
+    `batch` has a float64 gradient of its own that is not finite (a mean over nothing)."""
+
+    follows: str | None
+    off: float
+    declared_items: bool  # whether the problem says what its loss is a mean over (Problem.items)
+    batch: tuple[int, int] | None = None
+    held: list[float] | None = None  # items of each micro-batch of the pattern, empty ones too
+
+
+@dataclass
 class Agreement:
     """All parameters at once, each parameter, the same method's float64 twin, and for a user's
     Function the loss its forward returns and how its backward takes grad_output."""
@@ -94,6 +108,7 @@ class Agreement:
     twin_skipped: str | None = None  # why the float64 twin could not run (a Function without float64)
     forward: LossCheck | None = None
     grad_output: GradOutputCheck | None = None
+    weighting: WeightingFinding | None = None  # a split step's micro-batches weighted wrongly
 
     def __post_init__(self):
         if math.isnan(self.sine):

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 
-from .agreement import Agreement, GradOutputCheck, LossCheck, Part
+from .agreement import Agreement, GradOutputCheck, LossCheck, Part, WeightingFinding
 
 INTEGER_TOL = 1e-3  # a scale within this (relative) of an integer or 1/integer is named as one
 RATIO_TOL = 0.05  # ... of a ratio of sizes v: within this share of |v - 1| (and INTEGER_TOL)
@@ -24,10 +24,14 @@ def _near(x: float, v: float) -> bool:
     return abs(x - v) <= INTEGER_TOL * v
 
 
-def _factor_causes(m: int, n: int | None, k: int) -> list[str]:
+def _factor_causes(m: int, n: int | None, k: int, batch: int | None = None, items=None) -> list[str]:
     causes = []
     if n is not None and n == m:
         causes.append(f"a sum where a mean over n={n} was meant")
+    if batch is not None and batch == m and batch != n:
+        causes.append(f"a sum where a mean over the {batch} rows of each micro-batch was meant")
+    if items is not None and items == m and items != n:
+        causes.append(f"a sum where a mean over its {m} items was meant")
     if k == m and k > 1:
         causes.append(f"k={k} accumulations not zeroed or not scaled by 1/k")
     if m == 2:
@@ -51,6 +55,11 @@ def _ratios(sizes: dict[str, int | None]) -> list[tuple[int, int, str]]:
     when b divides where a was meant."""
     known = {name: v for name, v in sizes.items() if v is not None and v >= 2}
     out = []
+    items = sizes.get("items")
+    if items is not None and known.get("n") and items != known["n"] and items == int(items):
+        n, m = known["n"], int(items)
+        out.append((m, n, f"a mean over all n={n} rows where the loss is a mean over its {m} items"))
+        out.append((n, m, f"a mean over {m} items where the loss is a mean over all n={n} rows"))
     for name in ("n", "k"):
         v = known.get(name)
         if v is not None and v >= 3:
@@ -68,7 +77,8 @@ def name_scale(scale: float, sizes: dict[str, int | None], whose: str = "the ref
     n, k = sizes.get("n"), sizes.get("k") or 1
     m = round(scale)
     if m >= 2 and _near(scale, m):
-        return f"{scale:.3f}x {whose}: {' or '.join(_factor_causes(m, n, k))}?"
+        causes = _factor_causes(m, n, k, sizes.get("batch"), sizes.get("items"))
+        return f"{scale:.3f}x {whose}: {' or '.join(causes)}?"
     if scale > 0:
         inv = round(1 / scale)
         if inv >= 2 and _near(1 / scale, inv):
@@ -167,6 +177,52 @@ def _grad_output(g: GradOutputCheck) -> str:
     )
 
 
+def _held(w: WeightingFinding) -> str:
+    return ", ".join(f"{h:g}" for h in w.held or [])
+
+
+def _weighting(w: WeightingFinding, pattern: str | None) -> str:
+    """A split step whose micro-batches were weighted wrongly (harness.weighting): the drive, or a
+    user's accumulation loop, not the gradient's formula."""
+    pattern = pattern or "this pattern"
+    if w.follows is None:
+        a, b = w.batch
+        if w.declared_items:
+            return (
+                f"non-finite gradient: the micro-batch of rows {a} to {b} holds items by items(data), yet "
+                "its own loss is not finite in float64 either: items(data) does not count what the loss "
+                "is a mean over?"
+            )
+        return (
+            f"non-finite gradient under {pattern}: the micro-batch of rows {a} to {b} holds nothing the "
+            "loss averages (padding alone?), so its own loss is 0/0, NaN in float64 too: the loss is not a "
+            "mean over rows. Say what it is a mean over with items(data) (the valid targets of a token "
+            "loss), and a micro-batch without any adds nothing"
+        )
+    off = f"{w.off:.1e} off the loss's gradient"
+    if w.follows == "items":
+        return (
+            f"weighted by items(data) ({_held(w)} items per micro-batch), the step is {off}: items(data) "
+            "does not count what the loss is a mean over"
+        )
+    if not w.declared_items and w.follows == "rows":
+        return (
+            f"{pattern} weights its micro-batches by their rows (n_i/N), right only for a loss that is a "
+            f"mean over rows, and every gradient following it, autograd's too, is {off}: this loss is "
+            "not a mean over rows (a mean over valid targets, or weighted?). Say what it is a mean over "
+            "with items(data), and each micro-batch is weighted by its items"
+        )
+    named = {"1/k": "by 1/k (a mean of micro-batch means)", "rows": "by their rows (n_i/N)"}[w.follows]
+    if not w.declared_items:  # a mean over rows, in unequal micro-batches
+        return (
+            f"micro-batches weighted {named} where they are unequal ({off}): weight each by its rows, n_i/N"
+        )
+    return (
+        f"micro-batches weighted {named} where the loss is a mean over items ({_held(w)} per "
+        f"micro-batch; {off}): weight each by its items, items_i / items (num_items_in_batch)"
+    )
+
+
 def _accumulated(a: Agreement, pattern: str | None, k: int) -> str:
     """A gradient wrong because its backward mishandles grad_output, under this pattern."""
     why = _grad_output(a.grad_output)
@@ -195,15 +251,19 @@ def diagnose(
     layers: tuple[tuple[str, ...], ...] = (),
     pattern: str | None = None,
     dtype: str | None = None,
+    items: float | None = None,
 ) -> str | None:
     """A sentence naming the likely bug when a gradient disagrees; None when it agrees.
 
     `layers` groups the parameters by layer, input side first (Problem.layers); `pattern` is the
     cell's (microbatch:4), which a backward that ignores grad_output is wrong under; `dtype` the
-    cell's (bfloat16), which a correct formula may round too much in."""
+    cell's (bfloat16), which a correct formula may round too much in; `items` what the loss is a
+    mean over where the problem says (Problem.items), a sum over which is named."""
     if a.agree:
         return None
-    sizes = {"n": n, "k": k, "d": d, "h": h, "c": c}
+    sizes = {"n": n, "k": k, "d": d, "h": h, "c": c, "items": items}
+    if n is not None and (pattern or "").partition(":")[0] == "microbatch" and k > 1:
+        sizes["batch"] = n // k  # the rows of each micro-batch, a sum over which is named
     if a.forward_wrong:
         rest = _gradient(a, sizes, layers, pattern, k, dtype)
         forward = _forward(a.forward, sizes, dtype)
@@ -215,6 +275,8 @@ def _gradient(a: Agreement, sizes, layers, pattern, k, dtype=None) -> str | None
     """What is wrong with the gradient (None when nothing is)."""
     if a.within_tol and not a.formula_wrong and not a.grad_output_wrong:
         return None
+    if a.weighting is not None:
+        return _weighting(a.weighting, pattern)
     if not math.isfinite(a.rel_err) or not math.isfinite(a.scale):
         return "non-finite gradient: overflow, or a NaN in the data or the formula"
     if a.scale == 0:

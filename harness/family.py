@@ -13,10 +13,11 @@ from . import agreement as agr
 from . import gpu
 from .diagnosis import diagnose
 from .methods import Method
-from .patterns import Pattern
-from .problems.base import Problem, Tensors
+from .patterns import Drive, Pattern
+from .problems.base import Problem, Tensors, items_of
 from .record import one_line, preview
 from .reference import Truth
+from .weighting import WeightingFinding, find, weigh
 
 # what a Function's loss is scaled by to see its backward take grad_output: a power of 2, so
 # that a backward that does scales exactly, and any difference is the backward's
@@ -35,6 +36,7 @@ class Family:
     data: Tensors
     truth: Truth
     setup_s: float
+    drive: Drive  # the pattern's micro-batches over these data, weighted by their items
 
     @classmethod
     def build(
@@ -58,11 +60,16 @@ class Family:
         data = {k: v.to(device, dtype) if v.is_floating_point() else v.to(device) for k, v in data.items()}
         multiple = pattern.k if pattern.needs_batch else 1
         truth = Truth.of(problem, params, data, dtype, multiple=multiple, of_loss=checks_loss)
+        drive = pattern.drive(problem, data)
         gpu.synchronize(device)
-        return cls(problem, pattern, dtype, device, params, data, truth, time.perf_counter() - started)
+        return cls(problem, pattern, dtype, device, params, data, truth, time.perf_counter() - started, drive)
 
     def stepper(self, method: type[Method]) -> Method:
         return method(self.problem, self.params, self.data)
+
+    def bind(self, stepper: Method):
+        """The pattern's step on this stepper, over the family's weighted micro-batches."""
+        return self.pattern.bind(stepper, self.drive)
 
     def sync(self, method: type[Method]) -> Callable[[], None]:
         return lambda: method.synchronize(self.device)
@@ -80,6 +87,7 @@ class Family:
         t = self.truth
         grads = stepper.grads()
         a = agr.compare(grads, t.reference.grad, self.pattern.multiplier, t.tol, t.param_tol)
+        twin_grads = None
         if self.dtype == torch.float64:
             a.twin = agr.compare(
                 grads, t.reference.grad, self.pattern.multiplier, t.formula_tol, t.formula_param_tol
@@ -88,11 +96,13 @@ class Family:
             a.twin_skipped = method.twin_skip_reason(type(self.problem))
             if a.twin_skipped is None:
                 try:
-                    a.twin = self._twin(method)
+                    a.twin, twin_grads = self._twin(method)
                 except Exception as exc:  # a kernel with no float64 path: the cell's dtype still judges
                     a.twin_skipped = f"the float64 twin raised {one_line(exc)}"
         if method.custom_function:
             self._check_function(method, a)
+        if self.pattern.needs_batch and (not a.within_tol or a.formula_wrong):
+            a.weighting = self._weighting(grads, twin_grads)
         p = self.problem
         a.diagnosis = diagnose(
             a,
@@ -104,18 +114,35 @@ class Family:
             layers=p.layers,
             pattern=self.pattern.spec,
             dtype=str(self.dtype).removeprefix("torch."),
+            items=self.items() if p.has_items() else None,
         )
         return a, preview(grads)
 
-    def _twin(self, method: type[Method]) -> agr.Agreement:
+    def _twin(self, method: type[Method]) -> tuple[agr.Agreement, Tensors]:
         s64 = method(*self.truth.twin)
         step64 = self.pattern.bind(s64)
         step64()
         step64()
         t = self.truth
+        grads = s64.grads()
         return agr.compare(
-            s64.grads(), t.twin_reference, self.pattern.multiplier, t.formula_tol, t.formula_param_tol
-        )
+            grads, t.twin_reference, self.pattern.multiplier, t.formula_tol, t.formula_param_tol
+        ), grads
+
+    def _weighting(self, grads: Tensors, twin_grads: Tensors | None) -> WeightingFinding | None:
+        """Whether a split step's gradient follows a wrong weighting of its micro-batches (the
+        loss not the mean the drive weights by, or a user's loop weighting by 1/k): judged on the
+        float64 twin where it ran (exact), else on the cell's own gradient and tolerance."""
+        t = self.truth
+        if twin_grads is not None:
+            problem, params, data = t.twin
+            grads, truth, tol = twin_grads, t.twin_reference, t.formula_tol
+        else:
+            problem, params, data = self.problem, self.params, self.data
+            exact = self.dtype == torch.float64
+            truth, tol = t.reference.grad, (t.formula_tol if exact else t.tol)
+        weighted = weigh(problem, params, data, self.pattern)
+        return find(grads, weighted, truth, tol, problem.has_items())
 
     def _check_function(self, method: type[Method], a: agr.Agreement) -> None:
         """The loss the Function returns on the whole data against the reference loss; and
@@ -128,6 +155,12 @@ class Family:
         probe.evaluate(self.data, GRAD_OUTPUT_WEIGHT)
         a.forward = agr.LossCheck(float(value), self.truth.reference.loss, self.truth.loss_tol)
         a.grad_output = agr.check_grad_output(probe.grads(), plain, GRAD_OUTPUT_WEIGHT, self.truth.tol)
+
+    def items(self) -> float | None:
+        """What the loss is a mean over in the family's data (None: no sample axis)."""
+        if not self.problem.batched:
+            return None
+        return self.drive.items if self.pattern.needs_batch else items_of(self.problem, self.data)
 
     def min_bytes(self) -> int | None:
         return self.problem.min_bytes(torch.empty((), dtype=self.dtype).element_size())
