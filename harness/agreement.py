@@ -79,16 +79,18 @@ class GradOutputCheck:
 
 @dataclass
 class WeightingFinding:
-    """A split step's gradient that follows a wrong weighting of its micro-batches
-    (harness.weighting): `follows` ("rows", "1/k", or "items" where items(data) miscounts) is
-    `off` (rel_err) from the loss's gradient; or, with `follows` None, the micro-batch of rows
-    `batch` has a float64 gradient of its own that is not finite (a mean over nothing)."""
+    """A gradient that follows a wrong weighting (harness.weighting): of a split step's micro-batches
+    (`follows` "rows", "1/k", or "items" where items(data) miscounts), `off` (rel_err) from the
+    loss's gradient; of the samples ("unweighted": the loss with every sample weight 1, which a
+    backward reading one grad_output for every row gives); or, with `follows` None, a micro-batch
+    (rows `batch`) whose own float64 gradient is not finite (a mean over nothing)."""
 
     follows: str | None
     off: float
     declared_items: bool  # whether the problem says what its loss is a mean over (Problem.items)
     batch: tuple[int, int] | None = None
     held: list[float] | None = None  # items of each micro-batch of the pattern, empty ones too
+    scale: float | None = None  # |g| over the weighting's gradient ("unweighted")
 
 
 @dataclass
@@ -109,6 +111,7 @@ class Agreement:
     forward: LossCheck | None = None
     grad_output: GradOutputCheck | None = None
     weighting: WeightingFinding | None = None  # a split step's micro-batches weighted wrongly
+    right_on_rows: int | None = None  # the method agrees in float64 on this many first rows alone
 
     def __post_init__(self):
         if math.isnan(self.sine):

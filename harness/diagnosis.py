@@ -59,7 +59,6 @@ def _ratios(sizes: dict[str, int | None]) -> list[tuple[int, int, str]]:
     if items is not None and known.get("n") and items != known["n"] and items == int(items):
         n, m = known["n"], int(items)
         out.append((m, n, f"a mean over all n={n} rows where the loss is a mean over its {m} items"))
-        out.append((n, m, f"a mean over {m} items where the loss is a mean over all n={n} rows"))
     for name in ("n", "k"):
         v = known.get(name)
         if v is not None and v >= 3:
@@ -141,27 +140,37 @@ def _accumulator(dtype: str | None) -> str:
     return "a long sum in low precision, or cancellation the tolerance does not model?"
 
 
+def _padding(sizes) -> bool:
+    """Whether the loss is a mean over fewer items than rows: some rows hold none (padding)."""
+    items, n = sizes.get("items"), sizes.get("n")
+    return items is not None and n is not None and items < n
+
+
+EMPTY_MEAN = "a mean over a chunk or micro-batch with no items (padding alone: 0/0)"
+
+
 def _forward(f: LossCheck, sizes, dtype: str | None = None) -> str:
     """What is wrong with the loss a Function's forward returned."""
     if not math.isfinite(f.value):
-        why = (
-            f": overflow past {dtype}'s largest number, {HALF[dtype]:.5g}: {_accumulator(dtype)}"
-            if dtype in HALF
-            else ""
-        )
+        why = ""
+        if dtype in HALF:
+            why = f": overflow past {dtype}'s largest number, {HALF[dtype]:.5g}: {_accumulator(dtype)}"
+        elif _padding(sizes):
+            why = f": {EMPTY_MEAN}?"
         return f"the forward is wrong: it returned a non-finite loss ({f.value}){why}"
-    if f.reference and abs(f.scale - 1) <= 0.5:  # close: a rounding or a small term, not a factor
-        return (
-            f"the forward's loss is off by rel_err {f.rel_err:.1e} over its tolerance {f.tol:.1e} "
-            f"({f.value:.8g} against {f.reference:.8g})"
-        )
     if f.scale < 0:
         return (
             f"the forward is wrong: its loss has the opposite sign ({f.value:.6g} against {f.reference:.6g})"
         )
     named = name_scale(f.scale, sizes, "the reference loss")
-    if named.endswith("a stray constant factor?"):
-        named = f"{f.scale:.3f}x the reference loss ({f.value:.6g} against {f.reference:.6g})"
+    if not named.endswith("a stray constant factor?"):  # a factor or a ratio of sizes, named
+        return f"the forward is wrong: its loss is {named}"
+    if f.reference and abs(f.scale - 1) <= 0.5:  # close: a rounding or a small term, not a factor
+        return (
+            f"the forward's loss is off by rel_err {f.rel_err:.1e} over its tolerance {f.tol:.1e} "
+            f"({f.value:.8g} against {f.reference:.8g})"
+        )
+    named = f"{f.scale:.3f}x the reference loss ({f.value:.6g} against {f.reference:.6g})"
     return f"the forward is wrong: its loss is {named}"
 
 
@@ -200,6 +209,12 @@ def _weighting(w: WeightingFinding, pattern: str | None) -> str:
             "loss), and a micro-batch without any adds nothing"
         )
     off = f"{w.off:.1e} off the loss's gradient"
+    if w.follows == "unweighted":
+        return (
+            f"the gradient is the unweighted loss's ({w.scale:.3f}x it, direction right), every sample "
+            "weight taken as 1: the backward reads one grad_output for every row (its first, or their "
+            "mean) where row i's gradient needs its own grad_output[i] (reduction='none')"
+        )
     if w.follows == "items":
         return (
             f"weighted by items(data) ({_held(w)} items per micro-batch), the step is {off}: items(data) "
@@ -278,6 +293,8 @@ def _gradient(a: Agreement, sizes, layers, pattern, k, dtype=None) -> str | None
     if a.weighting is not None:
         return _weighting(a.weighting, pattern)
     if not math.isfinite(a.rel_err) or not math.isfinite(a.scale):
+        if _padding(sizes):
+            return f"non-finite gradient where the float64 reference is finite: {EMPTY_MEAN}?, or overflow"
         return "non-finite gradient: overflow, or a NaN in the data or the formula"
     if a.scale == 0:
         return (
@@ -301,4 +318,9 @@ def _gradient(a: Agreement, sizes, layers, pattern, k, dtype=None) -> str | None
     text = _shape(a, sizes, layers)
     if a.formula_wrong:
         text += f"; wrong in float64 too (rel_err {twin.rel_err:.1e}): the formula, not rounding"
+    if a.right_on_rows:
+        text += (
+            f"; right on its first {a.right_on_rows} rows alone: the error enters past them (a later "
+            "chunk's rows, labels or mask sliced wrongly?)"
+        )
     return text

@@ -13,15 +13,18 @@ from . import agreement as agr
 from . import gpu
 from .diagnosis import diagnose
 from .methods import Method
-from .patterns import Drive, Pattern
+from .patterns import Drive, Full, Pattern
 from .problems.base import Problem, Tensors, items_of
 from .record import one_line, preview
-from .reference import Truth
-from .weighting import WeightingFinding, find, weigh
+from .reference import Truth, reference_grad
+from .weighting import WeightingFinding, find, unweighted, weigh
 
 # what a Function's loss is scaled by to see its backward take grad_output: a power of 2, so
 # that a backward that does scales exactly, and any difference is the backward's
 GRAD_OUTPUT_WEIGHT = 0.25
+# rows of the probe that tells an error entering past the first rows (a chunked Function's later
+# chunks) from one in every row: fewer than any chunk a kernel takes
+PREFIX_ROWS = 16
 
 
 @dataclass
@@ -101,8 +104,10 @@ class Family:
                     a.twin_skipped = f"the float64 twin raised {one_line(exc)}"
         if method.custom_function:
             self._check_function(method, a)
-        if self.pattern.needs_batch and (not a.within_tol or a.formula_wrong):
-            a.weighting = self._weighting(grads, twin_grads)
+        if not a.within_tol or a.formula_wrong:
+            a.weighting = self._weighting(method, grads, twin_grads)
+            if a.weighting is None and a.formula_wrong and method.hand_written:
+                a.right_on_rows = self._prefix(method)
         p = self.problem
         a.diagnosis = diagnose(
             a,
@@ -129,10 +134,11 @@ class Family:
             grads, t.twin_reference, self.pattern.multiplier, t.formula_tol, t.formula_param_tol
         ), grads
 
-    def _weighting(self, grads: Tensors, twin_grads: Tensors | None) -> WeightingFinding | None:
-        """Whether a split step's gradient follows a wrong weighting of its micro-batches (the
-        loss not the mean the drive weights by, or a user's loop weighting by 1/k): judged on the
-        float64 twin where it ran (exact), else on the cell's own gradient and tolerance."""
+    def _weighting(self, method, grads: Tensors, twin_grads: Tensors | None) -> WeightingFinding | None:
+        """Whether a gradient follows a wrong weighting: a split step's micro-batches weighted
+        otherwise than by their items (the loss not the mean the drive weights by, or a user's
+        loop weighting by 1/k); a Function's rows all given one grad_output. Judged on the float64
+        twin where it ran (exact), else on the cell's own gradient and tolerance."""
         t = self.truth
         if twin_grads is not None:
             problem, params, data = t.twin
@@ -141,8 +147,30 @@ class Family:
             problem, params, data = self.problem, self.params, self.data
             exact = self.dtype == torch.float64
             truth, tol = t.reference.grad, (t.formula_tol if exact else t.tol)
-        weighted = weigh(problem, params, data, self.pattern)
-        return find(grads, weighted, truth, tol, problem.has_items())
+        if self.pattern.needs_batch:
+            found = find(grads, weigh(problem, params, data, self.pattern), truth, tol, problem.has_items())
+            if found is not None:
+                return found
+        if method.custom_function and self.pattern.multiplier == 1 and not self.pattern.needs_batch:
+            return unweighted(problem, params, data, grads, tol)
+        return None
+
+    def _prefix(self, method: type[Method]) -> int | None:
+        """PREFIX_ROWS when the method's float64 gradient on the first PREFIX_ROWS rows alone
+        agrees where on all of them it does not: an error that enters past the first rows (a
+        later chunk's rows, labels or mask sliced wrongly); None otherwise."""
+        problem, params, data = self.truth.twin
+        if not problem.batched or problem.rows(data) <= 2 * PREFIX_ROWS:
+            return None
+        head = problem.with_rows(PREFIX_ROWS)
+        rows = problem.rows_of(data, 0, PREFIX_ROWS)
+        s64 = method(head, params, rows)
+        try:
+            Full().bind(s64)()
+            a = agr.compare(s64.grads(), reference_grad(head, params, rows), 1, self.truth.formula_tol)
+        except Exception:
+            return None
+        return PREFIX_ROWS if a.within_tol else None
 
     def _check_function(self, method: type[Method], a: agr.Agreement) -> None:
         """The loss the Function returns on the whole data against the reference loss; and

@@ -11,9 +11,10 @@ Scaling by 1/k is exact only for equal micro-batches of a mean over rows; unequa
 n_i/N, or the gradient is biased (the transformers gradient-accumulation bug). And a loss that
 is a mean over something else (the valid targets of a token loss: Problem.items) needs each
 micro-batch weighted by its share of those, items_i / items, whatever its rows: every pattern
-that splits samples does so (`drive`), and a micro-batch with no items is not evaluated (its
-share is nothing; its own mean, 0/0, would be NaN). For a mean over rows these weights are the
-n_i/N and 1/k above, to the last bit.
+that splits samples does so (`drive`: a plan's weights, written for a mean over rows, carried
+over to items), and a micro-batch with no items is not evaluated (its share is nothing; its own
+mean, 0/0, would be NaN). For a mean over rows these weights are the n_i/N and 1/k above, to the
+last bit.
 """
 
 from __future__ import annotations
@@ -97,7 +98,10 @@ class Pattern:
             return Drive(plan, (), math.nan)
         total = items_of(problem, data)
         held = tuple(items_of(problem, problem.rows_of(data, a, b)) for a, b, _ in plan)
-        weighted = [(a, b, h / total) for (a, b, _), h in zip(plan, held) if h]
+        # the plan weighs a micro-batch as for a mean over rows (n_i/N, or 1/k when equal); its
+        # weight carried over to items is w (I_i/I) / (n_i/N): I_i/I for the built-in patterns,
+        # w itself (to the last bit) where the items are the rows
+        weighted = [(a, b, w * (h / total) / ((b - a) / rows)) for (a, b, w), h in zip(plan, held) if h]
         return Drive(weighted, held, total)
 
     def bind(self, stepper: Method, drive: Drive | None = None) -> Callable[[], None]:

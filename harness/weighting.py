@@ -28,7 +28,7 @@ import torch
 
 from .agreement import WeightingFinding, compare
 from .patterns import Pattern
-from .problems.base import Problem, Tensors
+from .problems.base import Problem, Tensors, items_of
 from .reference import reference_grad
 
 
@@ -52,7 +52,7 @@ def weigh(problem: Problem, params: Tensors, data: Tensors, pattern: Pattern) ->
     parts = [reference_grad(problem, params, problem.rows_of(data, a, b)) for a, b in bounds]
     nonfinite = [i for i, g in enumerate(parts) if not all(torch.isfinite(v).all() for v in g.values())]
     weights = {
-        "items": [w for _, _, w in drive.plan],
+        "items": [items_of(problem, problem.rows_of(data, a, b)) / drive.items for a, b in bounds],
         "rows": [(b - a) / rows for a, b in bounds],
         "1/k": [1 / pattern.k] * len(bounds),
     }
@@ -82,4 +82,20 @@ def find(
         off = compare(weighted.grads[name], truth, 1, tol).rel_err
         if off > tol and compare(grads, weighted.grads[name], 1, tol).rel_err <= tol:
             return WeightingFinding(name, off, declared_items, held=weighted.held)
+    return None
+
+
+def unweighted(
+    problem: Problem, params: Tensors, data: Tensors, grads: Tensors, tol: float
+) -> WeightingFinding | None:
+    """A gradient along the unweighted loss's (every sample weight 1: Problem.sample_weights) where
+    the weights are not uniform: what a Function with one loss per row (reduction='none') gives
+    when its backward reads one grad_output for every row instead of row i's own."""
+    key = problem.sample_weights
+    if key is None or key not in data:
+        return None
+    plain = reference_grad(problem, params, {**data, key: torch.ones_like(data[key])})
+    along = compare(grads, plain, 1, tol)
+    if along.aligned and along.cosine > 0:
+        return WeightingFinding("unweighted", along.rel_err, problem.has_items(), scale=along.scale)
     return None

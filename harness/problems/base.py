@@ -46,6 +46,9 @@ class Problem:
     # what a user's Function (`function_loss`) runs in and on: a Triton kernel has no float64, and
     # runs on CUDA only. None: every dtype the cell may have. The method `function` skips the
     # others with the reason, and a Function without float64 has its float64 twin skipped.
+    # the data key of a weighted mean's per-sample weights (J = sum_i w_i l_i / sum_i w_i), if any:
+    # a backward that reads one grad_output for every row gives the unweighted loss's gradient
+    sample_weights: ClassVar[str | None] = None
     function_dtypes: ClassVar[tuple[str, ...] | None] = None
     function_devices: ClassVar[tuple[str, ...]] = ("cpu", "cuda")
 
