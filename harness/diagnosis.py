@@ -282,6 +282,8 @@ def diagnose(
     if a.forward_wrong:
         rest = _gradient(a, sizes, layers, pattern, k, dtype)
         forward = _forward(a.forward, sizes, dtype)
+        if rest is not None and a.aligned and _near(a.scale, a.forward.scale) and a.cosine > 0:
+            rest = f"the gradient is off by the same factor ({a.scale:.3f}x the reference)"
         return forward + ("; the gradient agrees" if rest is None else f"; and {rest}")
     return _gradient(a, sizes, layers, pattern, k, dtype)
 
