@@ -7,7 +7,10 @@ parameter, "upstream" only where the problem declares its layers. A formula wron
 where the cell's own dtype let it through, is said first. A user's Function has two more: a
 forward whose loss is wrong (said first, apart from the gradient), and a backward that ignores
 its incoming gradient, which is right when backpropagated alone (grad_output 1) and k times too
-large under k micro-batches whose losses were scaled by 1/k.
+large under k micro-batches whose losses were scaled by 1/k. A gradient that follows a wrong
+weighting (harness.weighting: micro-batches by rows for a loss that is not a mean over rows, by 1/k
+where it is a mean over items; every row given one grad_output) is named as that, before any word
+on its formula, which is then right.
 """
 
 from __future__ import annotations

@@ -86,7 +86,10 @@ class Family:
         does one whose twin cannot run (a Function without float64: f64_note). The twin's
         tolerance is the whole data's condition: never tighter than the subsample's. A user's
         Function also has the loss its forward returns checked, and its backward probed for
-        taking grad_output."""
+        taking grad_output. A gradient that disagrees is held against the wrong weightings it may
+        follow (harness.weighting: the drive's or a loop's, not the formula, is then to blame),
+        and a formula wrong in float64 is run again on its first rows alone (an error entering
+        past them is a later chunk's)."""
         t = self.truth
         grads = stepper.grads()
         a = agr.compare(grads, t.reference.grad, self.pattern.multiplier, t.tol, t.param_tol)
@@ -162,10 +165,10 @@ class Family:
         problem, params, data = self.truth.twin
         if not problem.batched or problem.rows(data) <= 2 * PREFIX_ROWS:
             return None
-        head = problem.with_rows(PREFIX_ROWS)
         rows = problem.rows_of(data, 0, PREFIX_ROWS)
-        s64 = method(head, params, rows)
         try:
+            head = problem.with_rows(PREFIX_ROWS)
+            s64 = method(head, params, rows)
             Full().bind(s64)()
             a = agr.compare(s64.grads(), reference_grad(head, params, rows), 1, self.truth.formula_tol)
         except Exception:

@@ -17,6 +17,10 @@ gives grad J. The weightings a gradient may follow instead, each a known bug:
 Each is computed from the float64 gradients of the micro-batches the step evaluates, and a
 gradient is named by the one it matches. A micro-batch whose own float64 gradient is not finite
 is a mean over nothing (0/0): padding alone, in a loss that does not say what it is a mean over.
+
+Within one batch, a weighted mean J = sum_i w_i l_i / sum_i w_i (Problem.sample_weights) computed
+by a Function with one loss per row (reduction='none') hands row i the grad_output w_i / sum w; a
+backward that reads one grad_output for every row gives the unweighted loss's gradient, scaled.
 """
 
 from __future__ import annotations
