@@ -2,6 +2,7 @@
 memory and time of one gradient of softmax regression, as the harness measures them.
 
     .venv/bin/python benchmarks/softmax_head.py                          # CPU: n 8192, d 256, c 4096
+    .venv/bin/python benchmarks/softmax_head.py --data padded weighted   # ignored targets; one loss a row
     python3 benchmarks/softmax_head.py --device cuda --dtype bfloat16 \
         --d 4096 --c 32000 128256                                        # an LLM head on a GPU
 
@@ -29,12 +30,13 @@ TIME_TARGET = {"cpu": 1.5, "cuda": 1.2}
 MEMORY_TARGET = 0.25
 
 
-def rows(n: int, d: int, c: int, dtype: str, device: str, seconds: float, rounds: int) -> list[dict]:
+def rows(n, d, c, data: str, dtype: str, device: str, seconds: float, rounds: int) -> list[dict]:
     result = harness.check(
         "softmax",
         n=n,
         d=d,
         c=c,
+        data=data,
         methods=METHODS,
         patterns=["full"],
         dtypes=[dtype],
@@ -77,6 +79,13 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=8192)
     parser.add_argument("--d", type=int, default=256)
     parser.add_argument("--c", type=int, nargs="+", default=[4096])
+    parser.add_argument(
+        "--data",
+        nargs="+",
+        default=["random", "padded"],
+        choices=["random", "padded", "weighted"],
+        help="data sets: every label valid; ignore_index on padding and prompt rows; a weight a row",
+    )
     parser.add_argument("--dtype", default="float32")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--seconds", type=float, default=2.0, help="timing budget per method")
@@ -89,8 +98,10 @@ def main() -> None:
         torch.cuda.get_device_name() if args.device == "cuda" else f"CPU, {torch.get_num_threads()} threads"
     )
     for c in args.c:
-        print(f"\n### softmax n = {args.n}, d = {args.d}, c = {c}, {args.dtype}, {where}\n")
-        print(table(rows(args.n, args.d, c, args.dtype, args.device, args.seconds, args.rounds), args.device))
+        for data in args.data:
+            print(f"\n### softmax n = {args.n}, d = {args.d}, c = {c}, {data}, {args.dtype}, {where}\n")
+            found = rows(args.n, args.d, c, data, args.dtype, args.device, args.seconds, args.rounds)
+            print(table(found, args.device))
 
 
 if __name__ == "__main__":

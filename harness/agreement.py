@@ -78,6 +78,22 @@ class GradOutputCheck:
 
 
 @dataclass
+class WeightingFinding:
+    """A gradient that follows a wrong weighting (harness.weighting): of a split step's micro-batches
+    (`follows` "rows", "1/k", or "items" where items(data) miscounts), `off` (rel_err) from the
+    loss's gradient; of the samples ("unweighted": the loss with every sample weight 1, which a
+    backward reading one grad_output for every row gives); or, with `follows` None, a micro-batch
+    (rows `batch`) whose own float64 gradient is not finite (a mean over nothing)."""
+
+    follows: str | None
+    off: float
+    declared_items: bool  # whether the problem says what its loss is a mean over (Problem.items)
+    batch: tuple[int, int] | None = None
+    held: list[float] | None = None  # items of each micro-batch of the pattern, empty ones too
+    scale: float | None = None  # |g| over the weighting's gradient ("unweighted")
+
+
+@dataclass
 class Agreement:
     """All parameters at once, each parameter, the same method's float64 twin, and for a user's
     Function the loss its forward returns and how its backward takes grad_output."""
@@ -94,6 +110,8 @@ class Agreement:
     twin_skipped: str | None = None  # why the float64 twin could not run (a Function without float64)
     forward: LossCheck | None = None
     grad_output: GradOutputCheck | None = None
+    weighting: WeightingFinding | None = None  # a split step's micro-batches weighted wrongly
+    right_on_rows: int | None = None  # the method agrees in float64 on this many first rows alone
 
     def __post_init__(self):
         if math.isnan(self.sine):

@@ -192,6 +192,8 @@ def run_family(
             output_preview=output,
             bytes_moved=setup.min_bytes(),
             setup_s=setup.setup_s,
+            items=setup.items(),
+            batch_items=list(setup.drive.held) or None,
         )
 
     runner = _train if cells[0].mode == "train" else _gradient
@@ -241,7 +243,7 @@ def _gradient(cells, setup: Family, records, threads, timing: TimingOptions) -> 
             method = _applicable(cell, setup)
             sync = setup.sync(method)
             stepper = setup.stepper(method)
-            step = setup.pattern.bind(stepper)
+            step = setup.bind(stepper)
             first = first_call_s(step, sync)  # a method that compiles does it here
             for _ in range(max(1, timing.warmup - 1)):
                 step()
@@ -303,12 +305,12 @@ def _train(cells, setup: Family, records, threads, timing: TimingOptions) -> Non
                 raise ValueError("train mode needs steps >= 1 and lr")
             # agreement: the gradient at the initial parameters, on a stepper of its own
             probe = setup.stepper(method)
-            probe_step = setup.pattern.bind(probe)
+            probe_step = setup.bind(probe)
             probe_step()
             probe_step()
             record.update(agreement_fields(*setup.check(method, probe)))
             stepper = setup.stepper(method)
-            runs[cell.method] = (stepper, setup.pattern.bind(stepper))
+            runs[cell.method] = (stepper, setup.bind(stepper))
             record.update(trajectory=[], lr=cell.lr, steps=cell.steps)
         except Exception as exc:
             fail(record, exc)

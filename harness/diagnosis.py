@@ -7,14 +7,17 @@ parameter, "upstream" only where the problem declares its layers. A formula wron
 where the cell's own dtype let it through, is said first. A user's Function has two more: a
 forward whose loss is wrong (said first, apart from the gradient), and a backward that ignores
 its incoming gradient, which is right when backpropagated alone (grad_output 1) and k times too
-large under k micro-batches whose losses were scaled by 1/k.
+large under k micro-batches whose losses were scaled by 1/k. A gradient that follows a wrong
+weighting (harness.weighting: micro-batches by rows for a loss that is not a mean over rows, by 1/k
+where it is a mean over items; every row given one grad_output) is named as that, before any word
+on its formula, which is then right.
 """
 
 from __future__ import annotations
 
 import math
 
-from .agreement import Agreement, GradOutputCheck, LossCheck, Part
+from .agreement import Agreement, GradOutputCheck, LossCheck, Part, WeightingFinding
 
 INTEGER_TOL = 1e-3  # a scale within this (relative) of an integer or 1/integer is named as one
 RATIO_TOL = 0.05  # ... of a ratio of sizes v: within this share of |v - 1| (and INTEGER_TOL)
@@ -24,10 +27,14 @@ def _near(x: float, v: float) -> bool:
     return abs(x - v) <= INTEGER_TOL * v
 
 
-def _factor_causes(m: int, n: int | None, k: int) -> list[str]:
+def _factor_causes(m: int, n: int | None, k: int, batch: int | None = None, items=None) -> list[str]:
     causes = []
     if n is not None and n == m:
         causes.append(f"a sum where a mean over n={n} was meant")
+    if batch is not None and batch == m and batch != n:
+        causes.append(f"a sum where a mean over the {batch} rows of each micro-batch was meant")
+    if items is not None and items == m and items != n:
+        causes.append(f"a sum where a mean over its {m} items was meant")
     if k == m and k > 1:
         causes.append(f"k={k} accumulations not zeroed or not scaled by 1/k")
     if m == 2:
@@ -51,6 +58,10 @@ def _ratios(sizes: dict[str, int | None]) -> list[tuple[int, int, str]]:
     when b divides where a was meant."""
     known = {name: v for name, v in sizes.items() if v is not None and v >= 2}
     out = []
+    items = sizes.get("items")
+    if items is not None and known.get("n") and items != known["n"] and items == int(items):
+        n, m = known["n"], int(items)
+        out.append((m, n, f"a mean over all n={n} rows where the loss is a mean over its {m} items"))
     for name in ("n", "k"):
         v = known.get(name)
         if v is not None and v >= 3:
@@ -68,7 +79,8 @@ def name_scale(scale: float, sizes: dict[str, int | None], whose: str = "the ref
     n, k = sizes.get("n"), sizes.get("k") or 1
     m = round(scale)
     if m >= 2 and _near(scale, m):
-        return f"{scale:.3f}x {whose}: {' or '.join(_factor_causes(m, n, k))}?"
+        causes = _factor_causes(m, n, k, sizes.get("batch"), sizes.get("items"))
+        return f"{scale:.3f}x {whose}: {' or '.join(causes)}?"
     if scale > 0:
         inv = round(1 / scale)
         if inv >= 2 and _near(1 / scale, inv):
@@ -131,27 +143,37 @@ def _accumulator(dtype: str | None) -> str:
     return "a long sum in low precision, or cancellation the tolerance does not model?"
 
 
+def _padding(sizes) -> bool:
+    """Whether the loss is a mean over fewer items than rows: some rows hold none (padding)."""
+    items, n = sizes.get("items"), sizes.get("n")
+    return items is not None and n is not None and items < n
+
+
+EMPTY_MEAN = "a mean over a chunk or micro-batch with no items (padding alone: 0/0)"
+
+
 def _forward(f: LossCheck, sizes, dtype: str | None = None) -> str:
     """What is wrong with the loss a Function's forward returned."""
     if not math.isfinite(f.value):
-        why = (
-            f": overflow past {dtype}'s largest number, {HALF[dtype]:.5g}: {_accumulator(dtype)}"
-            if dtype in HALF
-            else ""
-        )
+        why = ""
+        if dtype in HALF:
+            why = f": overflow past {dtype}'s largest number, {HALF[dtype]:.5g}: {_accumulator(dtype)}"
+        elif _padding(sizes):
+            why = f": {EMPTY_MEAN}?"
         return f"the forward is wrong: it returned a non-finite loss ({f.value}){why}"
-    if f.reference and abs(f.scale - 1) <= 0.5:  # close: a rounding or a small term, not a factor
-        return (
-            f"the forward's loss is off by rel_err {f.rel_err:.1e} over its tolerance {f.tol:.1e} "
-            f"({f.value:.8g} against {f.reference:.8g})"
-        )
     if f.scale < 0:
         return (
             f"the forward is wrong: its loss has the opposite sign ({f.value:.6g} against {f.reference:.6g})"
         )
     named = name_scale(f.scale, sizes, "the reference loss")
-    if named.endswith("a stray constant factor?"):
-        named = f"{f.scale:.3f}x the reference loss ({f.value:.6g} against {f.reference:.6g})"
+    if not named.endswith("a stray constant factor?"):  # a factor or a ratio of sizes, named
+        return f"the forward is wrong: its loss is {named}"
+    if f.reference and abs(f.scale - 1) <= 0.5:  # close: a rounding or a small term, not a factor
+        return (
+            f"the forward's loss is off by rel_err {f.rel_err:.1e} over its tolerance {f.tol:.1e} "
+            f"({f.value:.8g} against {f.reference:.8g})"
+        )
+    named = f"{f.scale:.3f}x the reference loss ({f.value:.6g} against {f.reference:.6g})"
     return f"the forward is wrong: its loss is {named}"
 
 
@@ -164,6 +186,58 @@ def _grad_output(g: GradOutputCheck) -> str:
     return (
         f"the backward does not scale by its incoming gradient (grad_output): ({g.weight:g} * loss)"
         f".backward() gave {g.scale:.3f}x {g.weight:g} x the gradient of loss.backward()"
+    )
+
+
+def _held(w: WeightingFinding) -> str:
+    return ", ".join(f"{h:g}" for h in w.held or [])
+
+
+def _weighting(w: WeightingFinding, pattern: str | None) -> str:
+    """A split step whose micro-batches were weighted wrongly (harness.weighting): the drive, or a
+    user's accumulation loop, not the gradient's formula."""
+    pattern = pattern or "this pattern"
+    if w.follows is None:
+        a, b = w.batch
+        if w.declared_items:
+            return (
+                f"non-finite gradient: the micro-batch of rows {a} to {b} holds items by items(data), yet "
+                "its own loss is not finite in float64 either: items(data) does not count what the loss "
+                "is a mean over?"
+            )
+        return (
+            f"non-finite gradient under {pattern}: the micro-batch of rows {a} to {b} holds nothing the "
+            "loss averages (padding alone?), so its own loss is 0/0, NaN in float64 too: the loss is not a "
+            "mean over rows. Say what it is a mean over with items(data) (the valid targets of a token "
+            "loss), and a micro-batch without any adds nothing"
+        )
+    off = f"{w.off:.1e} off the loss's gradient"
+    if w.follows == "unweighted":
+        return (
+            f"the gradient is the unweighted loss's ({w.scale:.3f}x it, direction right), every sample "
+            "weight taken as 1: the backward reads one grad_output for every row (its first, or their "
+            "mean) where row i's gradient needs its own grad_output[i] (reduction='none')"
+        )
+    if w.follows == "items":
+        return (
+            f"weighted by items(data) ({_held(w)} items per micro-batch), the step is {off}: items(data) "
+            "does not count what the loss is a mean over"
+        )
+    if not w.declared_items and w.follows == "rows":
+        return (
+            f"{pattern} weights its micro-batches by their rows (n_i/N), right only for a loss that is a "
+            f"mean over rows, and every gradient following it, autograd's too, is {off}: this loss is "
+            "not a mean over rows (a mean over valid targets, or weighted?). Say what it is a mean over "
+            "with items(data), and each micro-batch is weighted by its items"
+        )
+    named = {"1/k": "by 1/k (a mean of micro-batch means)", "rows": "by their rows (n_i/N)"}[w.follows]
+    if not w.declared_items:  # a mean over rows, in unequal micro-batches
+        return (
+            f"micro-batches weighted {named} where they are unequal ({off}): weight each by its rows, n_i/N"
+        )
+    return (
+        f"micro-batches weighted {named} where the loss is a mean over items ({_held(w)} per "
+        f"micro-batch; {off}): weight each by its items, items_i / items (num_items_in_batch)"
     )
 
 
@@ -195,18 +269,24 @@ def diagnose(
     layers: tuple[tuple[str, ...], ...] = (),
     pattern: str | None = None,
     dtype: str | None = None,
+    items: float | None = None,
 ) -> str | None:
     """A sentence naming the likely bug when a gradient disagrees; None when it agrees.
 
     `layers` groups the parameters by layer, input side first (Problem.layers); `pattern` is the
     cell's (microbatch:4), which a backward that ignores grad_output is wrong under; `dtype` the
-    cell's (bfloat16), which a correct formula may round too much in."""
+    cell's (bfloat16), which a correct formula may round too much in; `items` what the loss is a
+    mean over where the problem says (Problem.items), a sum over which is named."""
     if a.agree:
         return None
-    sizes = {"n": n, "k": k, "d": d, "h": h, "c": c}
+    sizes = {"n": n, "k": k, "d": d, "h": h, "c": c, "items": items}
+    if n is not None and (pattern or "").partition(":")[0] == "microbatch" and k > 1:
+        sizes["batch"] = n // k  # the rows of each micro-batch, a sum over which is named
     if a.forward_wrong:
         rest = _gradient(a, sizes, layers, pattern, k, dtype)
         forward = _forward(a.forward, sizes, dtype)
+        if rest is not None and a.aligned and _near(a.scale, a.forward.scale) and a.cosine > 0:
+            rest = f"the gradient is off by the same factor ({a.scale:.3f}x the reference)"
         return forward + ("; the gradient agrees" if rest is None else f"; and {rest}")
     return _gradient(a, sizes, layers, pattern, k, dtype)
 
@@ -215,7 +295,11 @@ def _gradient(a: Agreement, sizes, layers, pattern, k, dtype=None) -> str | None
     """What is wrong with the gradient (None when nothing is)."""
     if a.within_tol and not a.formula_wrong and not a.grad_output_wrong:
         return None
+    if a.weighting is not None:
+        return _weighting(a.weighting, pattern)
     if not math.isfinite(a.rel_err) or not math.isfinite(a.scale):
+        if _padding(sizes):
+            return f"non-finite gradient where the float64 reference is finite: {EMPTY_MEAN}?, or overflow"
         return "non-finite gradient: overflow, or a NaN in the data or the formula"
     if a.scale == 0:
         return (
@@ -239,4 +323,9 @@ def _gradient(a: Agreement, sizes, layers, pattern, k, dtype=None) -> str | None
     text = _shape(a, sizes, layers)
     if a.formula_wrong:
         text += f"; wrong in float64 too (rel_err {twin.rel_err:.1e}): the formula, not rounding"
+    if a.right_on_rows:
+        text += (
+            f"; right on its first {a.right_on_rows} rows alone: the error enters past them (a later "
+            "chunk's rows, labels or mask sliced wrongly?)"
+        )
     return text

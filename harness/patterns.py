@@ -7,20 +7,44 @@
     nozero:k        clear, k evaluations without zeroing           expect k x (the forgotten zero)
     retain:k        clear, k backward passes of one retained graph expect k x
 
-Scaling by 1/k is exact only for equal micro-batches of a mean loss; unequal ones need
-n_i/N, or the gradient is biased (the transformers gradient-accumulation bug).
+Scaling by 1/k is exact only for equal micro-batches of a mean over rows; unequal ones need
+n_i/N, or the gradient is biased (the transformers gradient-accumulation bug). And a loss that
+is a mean over something else (the valid targets of a token loss: Problem.items) needs each
+micro-batch weighted by its share of those, items_i / items, whatever its rows: every pattern
+that splits samples does so (`drive`: a plan's weights, written for a mean over rows, carried
+over to items), and a micro-batch with no items is not evaluated (its share is nothing; its own
+mean, 0/0, would be NaN). For a mean over rows these weights are the n_i/N and 1/k above, to the
+last bit.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import ClassVar
 
 from .methods.base import Method
-from .problems.base import Problem
+from .problems.base import Problem, items_of
 from .registry import Registry
 
 Plan = list[tuple[int, int, float]]  # micro-batches as (start, stop, weight)
+
+
+@dataclass(frozen=True)
+class Drive:
+    """What one step of a pattern evaluates: the micro-batches that hold items, each with its
+    weight items_i / items; and what every micro-batch of the plan held (`held`, empty ones too),
+    what the record keeps."""
+
+    plan: Plan
+    held: tuple[float, ...]
+    items: float
+
+    @property
+    def empty(self) -> int:
+        """Micro-batches with no items: left out of the step."""
+        return sum(1 for h in self.held if not h)
 
 
 class Pattern:
@@ -65,11 +89,29 @@ class Pattern:
     def step(self, stepper: Method, batches: list) -> None:
         raise NotImplementedError
 
-    def bind(self, stepper: Method) -> Callable[[], None]:
-        """A no-argument step with the micro-batches sliced once, for timing."""
-        rows = stepper.problem.rows(stepper.data)
+    def drive(self, problem: Problem, data) -> Drive:
+        """The micro-batches of `plan` over these data, weighted by their items (Problem.items)
+        where the pattern splits samples; counted once, outside any timed step."""
+        rows = problem.rows(data)
         plan = self.plan(rows)
-        batches = [(stepper.batch(a, b) if (a, b) != (0, rows) else stepper.data, w) for a, b, w in plan]
+        if not self.needs_batch:
+            return Drive(plan, (), math.nan)
+        total = items_of(problem, data)
+        held = tuple(items_of(problem, problem.rows_of(data, a, b)) for a, b, _ in plan)
+        # the plan weighs a micro-batch as for a mean over rows (n_i/N, or 1/k when equal); its
+        # weight carried over to items is w (I_i/I) / (n_i/N): I_i/I for the built-in patterns,
+        # w itself (to the last bit) where the items are the rows
+        weighted = [(a, b, w * (h / total) / ((b - a) / rows)) for (a, b, w), h in zip(plan, held) if h]
+        return Drive(weighted, held, total)
+
+    def bind(self, stepper: Method, drive: Drive | None = None) -> Callable[[], None]:
+        """A no-argument step with the micro-batches sliced once, for timing; `drive` is what
+        `drive` gave for the stepper's data (counted here when not given)."""
+        rows = stepper.problem.rows(stepper.data)
+        drive = drive or self.drive(stepper.problem, stepper.data)
+        batches = [
+            (stepper.batch(a, b) if (a, b) != (0, rows) else stepper.data, w) for a, b, w in drive.plan
+        ]
         return stepper.wrap_step(lambda: self.step(stepper, batches))
 
 

@@ -12,11 +12,14 @@ d = 64 that is 51 GB beside 25.6 GB of float32. For a problem whose loss is a me
 samples (`batched` data), the gradient over N rows is the weighted sum of the gradients of row
 chunks,
 
-    grad J = sum_i (n_i / N) grad J_i,        J_i the mean loss over chunk i of n_i rows,
+    grad J = sum_i (I_i / I) grad J_i,        J_i the mean loss over chunk i, which holds I_i of
+                                              the I items the loss is a mean over (Problem.items:
+                                              its n_i rows by default),
 
 the uneven pattern's own algebra, so only one chunk is ever in float64 and memory stays near the
-cell's own data. Problems without a sample axis are small and take one piece. Integer data
-(class labels) are never rounded nor upcast: they are indices, not numbers to round.
+cell's own data; a chunk with no items (all padding) adds nothing. Problems without a sample
+axis are small and take one piece. Integer data (class labels) are never rounded nor upcast:
+they are indices, not numbers to round.
 
 `Truth.of` is what a family builds once; `harness.agreement` compares a gradient with it.
 """
@@ -28,7 +31,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .problems.base import Problem, Tensors
+from .problems.base import Problem, Tensors, items_of
 from .tolerance import FORMULA_TOL, condition, ratio, tolerance
 
 # float64 numbers per chunk of rows: 2^26 (512 MiB, 2x that with autograd's saved tensors) is
@@ -63,7 +66,7 @@ def upcast(tensors: Tensors, dtype: torch.dtype) -> Tensors:
 
 def rows_of(problem: Problem, data: Tensors, start: int, stop: int) -> Tensors:
     """Rows start:stop of the batched data (views), the rest whole."""
-    return {k: (v[start:stop] if k in problem.batched else v) for k, v in data.items()}
+    return problem.rows_of(data, start, stop)
 
 
 def chunk_rows_of(problem: Problem) -> int:
@@ -82,11 +85,16 @@ def row_chunks(problem: Problem, data: Tensors, chunk_rows: int | None = None) -
 
 
 def _pieces(problem: Problem, data: Tensors, chunks: list[tuple[int, int]]):
-    """(float64 piece, weight n_i / N) of each chunk."""
-    rows = problem.rows(data)
+    """(float64 piece, weight I_i / I) of each chunk that holds items (Problem.items)."""
+    if len(chunks) == 1:
+        yield upcast(data, torch.float64), 1.0
+        return
+    total = items_of(problem, data)
     for a, b in chunks:
-        piece = data if len(chunks) == 1 else rows_of(problem, data, a, b)
-        yield upcast(piece, torch.float64), ((b - a) / rows if len(chunks) > 1 else 1.0)
+        piece = rows_of(problem, data, a, b)
+        held = items_of(problem, piece)
+        if held:  # a chunk of padding alone: its mean is 0/0, its share of the loss nothing
+            yield upcast(piece, torch.float64), held / total
 
 
 def reference(
@@ -120,16 +128,16 @@ def reference_grad(
 
 def term_spread(problem: Problem, params: Tensors, data: Tensors, grad: Tensors) -> dict[str, float]:
     """Per parameter, sqrt(sum over entries and samples of t^2), t = each sample's term of the
-    gradient (its own gradient over n, the loss being a mean over samples), from `data` as
-    given (upcast chunk by chunk, on their device). A problem with no sample axis sums no
-    terms: its spread is its gradient's norm. A problem that knows its per-sample sum of
-    squares in closed form (`Problem.per_sample_sumsq`: outer products, for a model linear in
-    its inputs) gives it at the cost of about one gradient; the rest take per-sample gradients
-    with torch.func, n x |params| numbers."""
+    gradient (items_i grad loss_i / I: its own gradient weighted by its share of the items the
+    loss is a mean over, 1 / n for a mean over rows), from `data` as given (upcast chunk by
+    chunk, on their device). A problem with no sample axis sums no terms: its spread is its
+    gradient's norm. A problem that knows its per-sample sum of squares in closed form
+    (`Problem.per_sample_sumsq`: outer products, for a model linear in its inputs) gives it at
+    the cost of about one gradient; the rest take per-sample gradients with torch.func,
+    n x |params| numbers."""
     own = {k: g.norm().item() for k, g in grad.items()}
     if not problem.batched:
         return own
-    rows = problem.rows(data)
     device = next(iter(grad.values())).device
     p64 = upcast(params, torch.float64)
     sumsq = {k: torch.zeros((), dtype=torch.float64, device=device) for k in grad}
@@ -143,41 +151,70 @@ def term_spread(problem: Problem, params: Tensors, data: Tensors, grad: Tensors)
         total = {k: s.item() for k, s in sumsq.items()}  # one synchronization at the end
     except Exception:  # a loss torch.func cannot batch: the normwise tolerance alone
         return own
-    return {k: math.sqrt(s) / rows for k, s in total.items()}
+    items = items_of(problem, data)
+    return {k: math.sqrt(s) / items for k, s in total.items()}
+
+
+def _batched_rows(problem: Problem, data: Tensors, start: int, stop: int) -> Tensors:
+    """Rows start:stop of the batched data in float64, each a batch of one (for vmap)."""
+    return upcast(
+        {k: v[start:stop].unsqueeze(1) for k, v in data.items() if k in problem.batched}, torch.float64
+    )
+
+
+def _row_items(problem: Problem, fixed: Tensors):
+    """A vmap-ed function of rows giving each row's items (Problem.items of the row alone), or
+    None where each row is one item (a mean over rows)."""
+    if not problem.has_items():
+        return None
+    return torch.func.vmap(lambda row: torch.as_tensor(problem.items({**fixed, **row}), dtype=torch.float64))
+
+
+def _weighted_by_items(per_row: torch.Tensor, items: torch.Tensor | None) -> torch.Tensor:
+    """per_row (a number per row) times items_i^2, 0 for a row without items (whose own loss,
+    a mean over nothing, is NaN)."""
+    if items is None:
+        return per_row
+    return torch.where(items > 0, per_row * items * items, torch.zeros_like(per_row))
 
 
 def _per_sample_sumsq(problem, p64, data, grad, sumsq, device) -> None:
     fixed = upcast({k: v for k, v in data.items() if k not in problem.batched}, torch.float64)
     grad_fn = torch.func.grad(problem.loss)
     per_sample = torch.func.vmap(lambda p, row: grad_fn(p, {**fixed, **row}), in_dims=(None, 0))
+    row_items = _row_items(problem, fixed)
     numbers = _TERMS_CHUNK.get(device.type, _TERMS_CHUNK["cpu"])
     if device.type == "cuda":  # at most 1/64 of the device's memory in float64, with room for its copies
         numbers = min(numbers, torch.cuda.get_device_properties(device).total_memory // (8 * 64))
     chunk = max(1, numbers // max(1, sum(g.numel() for g in grad.values())))
     for start, stop in row_chunks(problem, data, chunk):
-        piece = upcast({k: data[k][start:stop].unsqueeze(1) for k in problem.batched}, torch.float64)
+        piece = _batched_rows(problem, data, start, stop)
+        items = row_items(piece) if row_items is not None else None
         for k, g in per_sample(p64, piece).items():
-            sumsq[k] += (g * g).sum()  # on the device: one synchronization at the end, not one a chunk
+            per_row = (g * g).reshape(g.shape[0], -1).sum(1)
+            # on the device: one synchronization at the end, not one a chunk
+            sumsq[k] += _weighted_by_items(per_row, items).sum()
 
 
 def loss_spread(problem: Problem, params: Tensors, data: Tensors, loss: float) -> float:
-    """sqrt(sum over samples of (l_i / n)^2), l_i each sample's own loss: what the loss's long
-    sum rounds, as term_spread for the gradient; |loss| when the problem has no sample axis or
-    torch.func cannot batch its loss."""
+    """sqrt(sum over samples of (items_i l_i / I)^2), l_i each sample's own loss (1 / n for a
+    mean over rows): what the loss's long sum rounds, as term_spread for the gradient; |loss|
+    when the problem has no sample axis or torch.func cannot batch its loss."""
     if not problem.batched:
         return abs(loss)
-    rows = problem.rows(data)
     p64 = upcast(params, torch.float64)
     fixed = upcast({k: v for k, v in data.items() if k not in problem.batched}, torch.float64)
     per_sample = torch.func.vmap(lambda p, row: problem.loss(p, {**fixed, **row}), in_dims=(None, 0))
     total = 0.0
     try:
+        row_items = _row_items(problem, fixed)
         for start, stop in row_chunks(problem, data):
-            piece = upcast({k: data[k][start:stop].unsqueeze(1) for k in problem.batched}, torch.float64)
-            total += (per_sample(p64, piece) ** 2).sum().item()
+            piece = _batched_rows(problem, data, start, stop)
+            items = row_items(piece) if row_items is not None else None
+            total += _weighted_by_items(per_sample(p64, piece) ** 2, items).sum().item()
     except Exception:
         return abs(loss)
-    return math.sqrt(total) / rows
+    return math.sqrt(total) / items_of(problem, data)
 
 
 def input_sensitivity(

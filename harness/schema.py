@@ -69,6 +69,10 @@ class Record:
     loss_tol: float | None = col("agreement")
     loss_agree: bool | None = col("agreement")
     grad_output_scale: float | None = col("agreement")  # 1 when right; 1/w when grad_output is ignored
+    # what the loss is a mean over in the cell's data (Problem.items: its rows unless the problem
+    # says otherwise), and what each micro-batch of a pattern that splits samples held
+    items: float | None = col("agreement")
+    batch_items: list[float] | None = col("agreement")
     grad_preview: list[float] | None = col("agreement")
     output_preview: list[float] | None = col("agreement")
     # timing, derived from the samples by measure.summarize and measure.paired_ratio

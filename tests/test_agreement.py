@@ -67,6 +67,20 @@ def test_low_precision_never_fails_a_correct_gradient(problem, dtype):
             assert r["status"] == "ok", (r["method"], pattern, r["rel_err"], r["tol"], r["error"])
 
 
+@pytest.mark.parametrize("data", ["padded", "weighted"])
+def test_the_lm_head_with_padding_and_weights_agrees_in_every_method_dtype_and_pattern(data):
+    """softmax's data sets: labels ignore_index on padding and prompt rows (a mean over the valid
+    targets), and a per-row weight (its Function one loss per row, reduction='none')."""
+    for dtype, pattern in itertools.product(["float64", "float32", "bfloat16", "float16"], PATTERNS):
+        cells = [Cell("softmax", m, pattern=pattern, dtype=dtype, data=data, n=1000, d=5, c=7) for m in EAGER]
+        records = run_family(runnable(cells), timing=NO_TIMING)
+        assert {r["method"] for r in records} >= {"autograd", "function"}
+        for r in records:
+            assert r["status"] == "ok", (data, dtype, pattern, r["method"], r["rel_err"], r["diagnosis"])
+        if data == "padded" and pattern == "microbatch:4":  # its last micro-batch: padding alone
+            assert all(r["batch_items"][-1] == 0 and r["items"] < 750 for r in records)
+
+
 LARGE = [
     ("linear", {"n": 1_000_000, "d": 8}),
     ("logistic", {"n": 1_000_000, "d": 8}),
@@ -76,10 +90,11 @@ LARGE = [
 ]
 
 
+@pytest.mark.parametrize("data", ["random", "padded"])
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
 @pytest.mark.parametrize("pattern", ["full", "microbatch:4"])
-def test_large_n_softmax_never_fails_a_correct_gradient(dtype, pattern):
-    cells = [Cell("softmax", m, pattern=pattern, dtype=dtype, n=100_000, d=4, c=16) for m in EAGER]
+def test_large_n_softmax_never_fails_a_correct_gradient(dtype, pattern, data):
+    cells = [Cell("softmax", m, pattern=pattern, dtype=dtype, n=100_000, d=4, c=16, data=data) for m in EAGER]
     for r in run_family(runnable(cells), timing=NO_TIMING):
         assert r["status"] == "ok", (r["method"], r["rel_err"], r["tol"], r["diagnosis"])
 

@@ -33,10 +33,13 @@ def test_a_run_on_logical_gpus_puts_numpy_on_the_cpu_and_the_rest_on_cuda(tmp_pa
 
 def test_softmax_and_its_function_agree_on_logical_gpus(tmp_path):
     """The chunked linear cross-entropy Function in every pattern and the dtypes a CPU runs, as
-    cuda cells on two logical GPUs (computed on the CPU): every cell agrees; numpy stays a cpu cell."""
+    cuda cells on two logical GPUs (computed on the CPU), with every label valid, with padding and
+    ignored targets, and weighted (one loss per row): every cell agrees; numpy stays a cpu cell."""
     config = tmp_path / "softmax.yaml"
     config.write_text(
-        "name: softmax\nproblems: {softmax: {n: [96], d: [5], c: [7]}}\n"
+        "name: softmax\nproblems:\n  softmax:\n    - {n: [96], d: [5], c: [7]}\n"
+        "    - {n: [96], d: [5], c: [7], data: padded}\n"
+        "    - {n: [96], d: [5], c: [7], data: weighted}\n"
         "methods: [manual, autograd, function, numpy]\n"
         "patterns: [full, zero, microbatch:4, uneven:3, nozero:3, retain:2]\n"
         "dtypes: [float64, float32, bfloat16, float16]\ntiming: {rounds: 0}\n"
@@ -49,4 +52,6 @@ def test_softmax_and_its_function_agree_on_logical_gpus(tmp_path):
     on = {(cells[i].method, cells[i].device) for i in records["cell_id"]}
     assert on == {("manual", "cuda"), ("autograd", "cuda"), ("function", "cuda"), ("numpy", "cpu")}
     function = records[records["method"] == "function"]
-    assert len(function) == 6 * 4 and function["loss_agree"].all() and records["gpu_id"].notna().all()
+    assert len(function) == 3 * 6 * 4 and function["loss_agree"].all() and records["gpu_id"].notna().all()
+    padded = records[(records["data"] == "padded") & (records["pattern"] == "microbatch:4")]
+    assert (padded["batch_items"].map(lambda held: held[-1]) == 0).all()  # its last micro-batch: padding

@@ -24,7 +24,9 @@ class Problem:
 
     Subclasses set `name`, `sizes` (which of n, d, h, c they take) and `batched` (the data keys whose
     first dimension is the sample axis, split by micro-batch patterns; empty when the loss is
-    not a mean over samples), and write `make`, `loss` and `manual_grad`.
+    not a mean over samples), and write `make`, `loss` and `manual_grad`. A loss that is a mean over
+    something else than rows (the valid targets of a token loss, a weighted mean) says so with
+    `items`.
     """
 
     name: ClassVar[str]
@@ -44,6 +46,9 @@ class Problem:
     # what a user's Function (`function_loss`) runs in and on: a Triton kernel has no float64, and
     # runs on CUDA only. None: every dtype the cell may have. The method `function` skips the
     # others with the reason, and a Function without float64 has its float64 twin skipped.
+    # the data key of a weighted mean's per-sample weights (J = sum_i w_i l_i / sum_i w_i), if any:
+    # a backward that reads one grad_output for every row gives the unweighted loss's gradient
+    sample_weights: ClassVar[str | None] = None
     function_dtypes: ClassVar[tuple[str, ...] | None] = None
     function_devices: ClassVar[tuple[str, ...]] = ("cpu", "cuda")
 
@@ -79,8 +84,16 @@ class Problem:
         raise NotImplementedError
 
     def loss(self, params: Tensors, data: Tensors) -> torch.Tensor:
-        """A 0-d tensor; a mean over the samples when `batched` is not empty."""
+        """A 0-d tensor; a mean over the samples (or over its `items`) when `batched` is not empty."""
         raise NotImplementedError
+
+    def items(self, data: Tensors) -> int | float | torch.Tensor:
+        """What the loss is a mean over in these data, as a number or a 0-d tensor left on the
+        device: the valid targets of a token loss (labels other than ignore_index), the total
+        weight of a weighted mean; rows by default. Patterns that split samples weight micro-batch
+        i by items_i / items (the transformers fix's `num_items_in_batch`), and one with no items
+        adds nothing; the reference, its tolerance and the float64 twin follow the same weights."""
+        return self.rows(data)
 
     def manual_grad(self, params: Tensors, data: Tensors) -> Tensors:
         """d loss / d params written by hand with torch operations, no autograd."""
@@ -98,8 +111,9 @@ class Problem:
 
     def per_sample_sumsq(self, params: Tensors, data: Tensors) -> Tensors:
         """Per parameter, the sum over samples and entries of the squared per-sample gradient,
-        sum_i |grad loss_i|^2 (loss_i the loss of sample i alone), as a 0-d float64 tensor, from
-        float64 inputs; optional. The tolerance's term spread needs it; without it, the harness
+        sum_i |items_i grad loss_i|^2 (loss_i the loss of sample i alone, items_i its items: 1 per
+        row by default, 0 for a row that holds none), as a 0-d float64 tensor, from float64 inputs;
+        optional. The tolerance's term spread needs it; without it, the harness
         takes per-sample gradients (n x |params| numbers). A model linear in its inputs has
         outer products for terms, whose sum of squares costs about one gradient."""
         raise NotImplementedError
@@ -118,6 +132,10 @@ class Problem:
         return cls.function_loss is not Problem.function_loss
 
     @classmethod
+    def has_items(cls) -> bool:
+        return cls.items is not Problem.items
+
+    @classmethod
     def has_per_sample_sumsq(cls) -> bool:
         return cls.per_sample_sumsq is not Problem.per_sample_sumsq
 
@@ -134,6 +152,10 @@ class Problem:
         """Samples along the batch axis: what micro-batch patterns split."""
         return data[self.batched[0]].shape[0] if self.batched else 1
 
+    def rows_of(self, data: Tensors, start: int, stop: int) -> Tensors:
+        """Rows start:stop of the batched data (views), the rest whole."""
+        return {k: (v[start:stop] if k in self.batched else v) for k, v in data.items()}
+
     def reduction_length(self) -> int:
         """The longest sum a gradient of this problem takes: what rounding error grows with."""
         return max(s for s in (self.n, self.d, self.h, self.c) if s is not None) if self.sizes else 1
@@ -148,6 +170,7 @@ class Problem:
             "expected_cost_ratio": cls.expected_cost_ratio,
             "expected_cost_ratio_why": cls.expected_cost_ratio_why,
             "function": cls.has_function(),
+            "items": cls.has_items(),
         }
 
 
@@ -175,6 +198,11 @@ def get_problem(name: str) -> type[Problem]:
 
 def problem_names() -> list[str]:
     return PROBLEMS.names()
+
+
+def items_of(problem: Problem, data) -> float:
+    """problem.items(data) as a Python number (one synchronization where it is a device tensor)."""
+    return float(problem.items(data))
 
 
 def normal(gen: torch.Generator, *shape: int) -> torch.Tensor:
