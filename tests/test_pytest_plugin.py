@@ -108,7 +108,7 @@ def test_a_session_saved_is_a_run_that_report_reads(saved):
     assert main(["report", str(run_dir)]) == 0
     report = (run_dir / "report.md").read_text()
     assert f"config `pytest`, {len(records)} cells" in report
-    assert "| Scale | float32 | n=8 d=4 | function | agrees |" in report
+    assert "| Scale | float32 | n=8 d=4 | function | ✓ agrees |" in report
     assert "Layers (Scale, rmsnorm): 2 cells, every method agrees" in report
 
 

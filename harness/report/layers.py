@@ -50,11 +50,11 @@ def fmt_bytes(b) -> str:
 
 def _said(r: pd.Series) -> str:
     if r["status"] in FAILED:
-        return f"{r['status']}: {_short(r.get('error'))}"
+        return f"✗ {r['status']}: {_short(r.get('error'))}"
     if r.get("agree") is False:
-        return f"**disagrees**: {r.get('diagnosis') or 'outside the tolerance'}"
+        return f"✗ disagrees: {r.get('diagnosis') or 'outside the tolerance'}"
     if r.get("agree") is True:
-        return "agrees"
+        return "✓ agrees"
     return r["status"]
 
 
