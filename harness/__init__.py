@@ -20,6 +20,9 @@ _WHERE = {
     "register_problem": "problems",
     "check": "runs.check",
     "CheckResult": "runs.check",
+    "Layer": "layers",
+    "register_layer": "layers",
+    "check_layer": "runs.check_layer",
 }
 
 __all__ = sorted([*_WHERE, "load"])

@@ -183,6 +183,7 @@ def cmd_compare(args) -> int:
 def cmd_list(args) -> int:
     from .cell import DTYPES, MODES
     from .gpu import local_devices
+    from .layers import get_layer, layer_names
     from .methods import get_method, method_names
     from .patterns import pattern_names
     from .problems import get_problem, problem_names
@@ -195,6 +196,11 @@ def cmd_list(args) -> int:
         doc = (cls.__doc__ or "").strip().splitlines()
         shape = f"{', '.join(cls.sizes) or '-'}; {', '.join(cls.datasets)}"
         print(f"  {name:<14} {shape:<22} {doc[0] if doc else ''}")
+    print("layers (sizes; methods function, autograd, compiled):")
+    for name in layer_names():
+        cls = get_layer(name)
+        doc = (cls.__doc__ or "").strip().splitlines()
+        print(f"  {name:<14} {', '.join(cls.sizes) or '-':<22} {doc[0] if doc else ''}")
     print("methods:")
     for name in method_names():
         doc = (get_method(name).__doc__ or "").strip().splitlines()
@@ -210,7 +216,7 @@ def cmd_list(args) -> int:
         except ConfigError as exc:
             print(f"  {path.name:<20} invalid: {exc}")
             continue
-        problems = ", ".join(config.experiment.problems)
+        problems = ", ".join([*config.experiment.problems, *config.experiment.layers])
         try:
             print(f"  {path.name:<20} {len(expand(config, local_devices()).cells)} cells: {problems}")
         except ConfigError:  # a GPU machine's config, seen from a CPU: say so, not "invalid"

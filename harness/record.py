@@ -21,7 +21,7 @@ PREVIEW = 8  # values of the gradient and the output kept in each record
 
 def identity(cell) -> dict:
     """The identity columns of a cell (a harness.Cell): its fields, its id and its pattern's k."""
-    return {"cell_id": cell.cell_id, **asdict(cell), "k": cell.k}
+    return {"cell_id": cell.cell_id, **asdict(cell), "k": cell.k, "kind": cell.kind}
 
 
 def now() -> str:

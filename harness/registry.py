@@ -54,8 +54,21 @@ class Registry(Generic[T]):
     def __init__(self, kind: str):
         self.kind = kind
         self._items: dict[str, T] = {}
+        self._shared: list[Registry] = []  # registries whose names this one's may not take
+
+    def share_names(self, other: Registry) -> None:
+        """One namespace for both (problems and layers: a config names either by its name alone)."""
+        self._shared.append(other)
+        other._shared.append(self)
 
     def add(self, name: str, item: T, replace: bool = False) -> T:
+        for other in self._shared:
+            if name in other:
+                raise RegistryClash(
+                    f"{self.kind} {name!r} of {where(item)} is the name of a {other.kind} already "
+                    f"({where(other.get(name))}): problems and layers share one namespace: choose another "
+                    "name"
+                )
         old = self._items.get(name)
         if old is not None and not replace and not same_definition(old, item):
             raise RegistryClash(

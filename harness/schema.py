@@ -27,7 +27,8 @@ class Record:
     # identity: what the cell is (its fields make cell_id)
     run_id: str | None = col("identity")
     cell_id: str | None = col("identity")
-    problem: str | None = col("identity")
+    problem: str | None = col("identity")  # a problem's name, or a layer's
+    kind: str | None = col("identity")  # "problem" or "layer": what `problem` names
     mode: str | None = col("identity")  # gradient or train
     method: str | None = col("identity")
     pattern: str | None = col("identity")
@@ -94,7 +95,8 @@ class Record:
     peak_bytes_kind: str | None = col("cost")
     bytes_moved: int | None = col("cost")  # the least bytes any gradient must read
     achieved_gbps: float | None = col("cost")
-    forward_median_s: float | None = col("cost")  # the loss alone, under no_grad
+    forward_median_s: float | None = col("cost")  # the loss alone, under no_grad; a layer's forward
+    backward_median_s: float | None = col("cost")  # a layer's backward alone, from a retained graph
     cost_ratio: float | None = col("cost")  # gradient time / forward time
     floor_fraction: float | None = col("cost")  # achieved_gbps / the worker's read probe
     # where the time goes: one profiled step after the timing (harness.profiling), per step

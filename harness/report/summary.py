@@ -168,6 +168,8 @@ def key_table(df: pd.DataFrame) -> pd.DataFrame:
     """
     g = main_pattern(df)
     g = g[g["status"].isin(["ok", "mismatch"])]
+    if "kind" in g:  # a layer's times, paired with its autograd, are the Layers section's table
+        g = g[g["kind"] != "layer"]
     if g.empty:
         return pd.DataFrame()
     known = catalog.current()

@@ -112,6 +112,8 @@ def _method_line(method: str, where: str, cells: pd.DataFrame, models: list[Mode
         said = f"{costwords.alone(head)} on {head.shape.label}"
     text = f"**{method}**{where}: {said}."
     paired = cells[cells["vs_manual"].notna()] if method != base else cells.iloc[0:0]
+    if "kind" in paired:  # a layer's ratio is to its autograd, said in the Layers section
+        paired = paired[paired["kind"] != "layer"]
     if len(paired):
         worst = paired.loc[paired["vs_manual"].idxmax()]
         text += f" Worst cell {cell_label(worst, method=False)}, {fmt_ratio(worst)} {base}."

@@ -6,7 +6,7 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 
-from . import catalog, plots_numerics, plots_run, plots_speed
+from . import catalog, layers, plots_numerics, plots_run, plots_speed  # noqa: F401 (layers: its section)
 from . import plotting as P
 from .blocks import Plot
 from .data import read_run

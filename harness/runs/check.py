@@ -13,6 +13,7 @@ or divides by the whole batch's n, is wrong there).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,17 @@ from .config import ConfigError, config_of
 from .grid import expand
 
 DEFAULT_DTYPES = ["float64", "float32"]
+# who is told what each check ran (harness.pytest_plugin under --gradbench-save): a listener
+# takes the records and the declarations of their methods, patterns and problems (a run
+# manifest's); an empty list when none listens, so a check pays nothing for it
+LISTENERS: list[Callable[[list[dict], dict], None]] = []
+
+
+def tell(records: list[dict], declared: dict) -> None:
+    for listener in LISTENERS:
+        listener(records, declared)
+
+
 CHECK_TIMING = {"rounds": 0}  # agreement only
 
 
@@ -119,6 +131,7 @@ def check(
     records = [r for family in grid.families for r in run_family(family, timing=options)]
     for r in records:
         r.pop("trajectory", None)
+    tell(records, grid.declared())
     extra = sorted({k for r in records for k in r} - set(COLUMNS))
     frame = pd.DataFrame(records, columns=[*COLUMNS, *extra])
     skipped = [(f"{c.problem} {c.dtype} {c.pattern} {c.method}", why) for c, why in grid.skipped]

@@ -21,6 +21,9 @@ import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
 
 from ..cell import DEVICES, DTYPES, MODES
+from ..layers import get_layer, is_layer
+from ..layers.methods import LAYER_METHODS as LAYER_METHOD_NAMES
+from ..layers.methods import get_layer_method
 from ..measure import TimingOptions
 from ..methods import get_method, method_names
 from ..patterns import parse_pattern
@@ -142,6 +145,24 @@ class ProblemGrid(_Model):
     lr: float | None = Field(None, gt=0)  # train mode
 
 
+class LayerGrid(_Model):
+    """One layer's sizes (harness.layers); lists left out take the config's top-level dtypes and
+    devices, and the methods LAYER_METHODS. A layer runs in the pattern full and mode gradient."""
+
+    n: Sizes = None
+    d: Sizes = None
+    h: Sizes = None
+    c: Sizes = None
+    methods: Names = None
+    dtypes: Names = None
+    devices: Names = None
+
+
+# a layer's methods unless its entry names them: its Function and its reference differentiated;
+# `compiled` (the reference under torch.compile) compiles once per shape and dtype, so it is asked for
+LAYER_METHODS = ["function", "autograd"]
+
+
 def _entries(value: Any) -> Any:
     # `linear: {n: [..]}` is one entry; `linear: [{..}, {..}]` several; `scalar:` none needed
     if isinstance(value, dict):
@@ -152,7 +173,9 @@ def _entries(value: Any) -> Any:
 class Experiment(_Model):
     name: str | None = None  # defaults to the file's stem
     seed: int = 0
-    problems: Annotated[dict[str, list[ProblemGrid]], BeforeValidator(_entries)]
+    problems: Annotated[dict[str, list[ProblemGrid]], BeforeValidator(_entries)] = {}
+    # layers (a Function beside its reference, harness.layers) beside the problems
+    layers: Annotated[dict[str, list[LayerGrid]], BeforeValidator(_entries)] = {}
     methods: list[str] = ["manual", "autograd"]
     patterns: list[str] = ["full"]
     dtypes: list[str] = ["float32"]
@@ -176,6 +199,7 @@ class Experiment(_Model):
 _KNOWN = {
     "timing": list(Timing.model_fields),
     "problems": list(ProblemGrid.model_fields),
+    "layers": list(LayerGrid.model_fields),
     None: list(Experiment.model_fields),
 }
 
@@ -184,8 +208,8 @@ def _from_pydantic(path: Path, raw: dict, exc: ValidationError) -> ConfigError:
     err = exc.errors()[0]
     loc = list(err["loc"])
     # a problem given as one mapping is shown without the list index it was wrapped in
-    problems = raw.get("problems")
-    if len(loc) >= 3 and loc[0] == "problems" and loc[2] == 0 and not isinstance(problems[loc[1]], list):
+    section = raw.get(loc[0]) if loc and loc[0] in ("problems", "layers") else None
+    if len(loc) >= 3 and loc[2] == 0 and isinstance(section, dict) and not isinstance(section[loc[1]], list):
         del loc[2]
     where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc).lstrip(".")
     if err["type"] == "extra_forbidden":
@@ -219,6 +243,13 @@ class Config:
         for name, entries in self.experiment.problems.items():
             dumped = [e.model_dump(mode="json", exclude_none=True, exclude_defaults=True) for e in entries]
             data["problems"][name] = dumped[0] if len(dumped) == 1 else dumped
+        if self.experiment.layers:
+            data["layers"] = {}
+            for name, entries in self.experiment.layers.items():
+                dumped = [e.model_dump(mode="json", exclude_none=True) for e in entries]
+                data["layers"][name] = dumped[0] if len(dumped) == 1 else dumped
+        else:  # a config without layers keeps the hash it had before they existed
+            del data["layers"]
         return data
 
     @property
@@ -261,18 +292,25 @@ def config_of(raw: Any, path: str | Path) -> Config:
     return config
 
 
-def entry_field(config: Config, name: str, i: int) -> str:
-    return f"problems.{name}" if len(config.experiment.problems[name]) == 1 else f"problems.{name}[{i}]"
+def entry_field(config: Config, name: str, i: int, section: str = "problems") -> str:
+    entries = getattr(config.experiment, section)[name]
+    return f"{section}.{name}" if len(entries) == 1 else f"{section}.{name}[{i}]"
 
 
 LISTS = ("methods", "patterns", "dtypes", "modes", "devices")  # top-level lists an entry may override
 
 
-def lists_of(config: Config, entry: ProblemGrid) -> dict[str, list[str]]:
+def lists_of(config: Config, entry: ProblemGrid | LayerGrid) -> dict[str, list[str]]:
+    """An entry's lists, its own or the config's; a layer's methods are LAYER_METHODS unless given,
+    its pattern full and its mode gradient."""
     top = config.experiment
-    return {
-        key: getattr(entry, key) if getattr(entry, key) is not None else getattr(top, key) for key in LISTS
+    lists = {
+        key: getattr(entry, key, None) if getattr(entry, key, None) is not None else getattr(top, key)
+        for key in LISTS
     }
+    if isinstance(entry, LayerGrid):
+        lists.update(methods=entry.methods or LAYER_METHODS, patterns=["full"], modes=["gradient"])
+    return lists
 
 
 def _check_names(config: Config) -> None:
@@ -285,9 +323,12 @@ def _check_names(config: Config) -> None:
     }
     for key in LISTS:
         _check_list(path, key, getattr(top, key), known)
-    if not top.problems:
-        raise ConfigError(path, "problems", "empty grid: no problems")
+    if not top.problems and not top.layers:
+        raise ConfigError(path, "problems", "empty grid: no problems (nor layers)")
+    _check_layers(config)
     for name, entries in top.problems.items():
+        if is_layer(name):
+            raise ConfigError(path, f"problems.{name}", f"{name!r} is a layer: name it under layers")
         try:
             problem = get_problem(name)
         except KeyError as exc:
@@ -315,6 +356,33 @@ def _check_names(config: Config) -> None:
                 raise ConfigError(path, f"{where}.steps", "train mode needs steps and lr")
             if not trains and (entry.steps is not None or entry.lr is not None):
                 raise ConfigError(path, f"{where}.steps", "steps and lr are for train mode, not in modes")
+
+
+def _check_layers(config: Config) -> None:
+    path, top = config.path, config.experiment
+    known = {"dtypes": (list(DTYPES), None), "devices": (["auto", *DEVICES], None)}
+    known["methods"] = (list(LAYER_METHOD_NAMES), get_layer_method)
+    for name, entries in top.layers.items():
+        if name in top.problems:
+            raise ConfigError(path, f"layers.{name}", "named under problems too: one section each")
+        try:
+            layer = get_layer(name)
+        except KeyError as exc:
+            raise ConfigError(path, f"layers.{name}", exc.args[0]) from None
+        if not entries:
+            raise ConfigError(path, f"layers.{name}", "empty grid: an empty list of entries")
+        for i, entry in enumerate(entries):
+            where = entry_field(config, name, i, "layers")
+            for key in ("methods", "dtypes", "devices"):
+                if getattr(entry, key) is not None:
+                    _check_list(path, f"{where}.{key}", getattr(entry, key), known)
+            for size in SIZE_NAMES:
+                given = getattr(entry, size) is not None
+                if given and size not in layer.sizes:
+                    takes = ", ".join(layer.sizes) or "no sizes"
+                    raise ConfigError(path, f"{where}.{size}", f"layer {name!r} takes {takes}")
+                if not given and size in layer.sizes:
+                    raise ConfigError(path, f"{where}.{size}", f"missing: layer {name!r} needs {size}")
 
 
 def _check_list(path: Path, where: str, values: list[str], known: dict) -> None:

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ..cell import Cell
+from ..layers import get_layer, is_layer
 from ..methods import get_method
 from ..patterns import parse_pattern
 from ..problems import get_problem
@@ -40,7 +41,7 @@ class Grid:
         return {
             "methods": {m: get_method(m).declared() for m in sorted({c.method for c in cells})},
             "patterns": {p.name: p.declared() for p in sorted(patterns, key=lambda p: p.name)},
-            "problems": {p: get_problem(p).declared() for p in sorted({c.problem for c in cells})},
+            "problems": {p: _declared(p) for p in sorted({c.problem for c in cells})},
         }
 
     @property
@@ -52,11 +53,21 @@ class Grid:
         return list(groups.values())
 
 
-def resolve_device(spec: str, method: str, available: Sequence[str]) -> tuple[str, str | None]:
+def _declared(name: str) -> dict:
+    return get_layer(name).declared() if is_layer(name) else get_problem(name).declared()
+
+
+def resolve_device(
+    spec: str, method: str, available: Sequence[str], layer: str | None = None
+) -> tuple[str, str | None]:
     """(device, why it cannot run there or None) of one method under a config's device spec.
-    `auto` is the best device of the workers that the method runs on: cuda before cpu."""
+    `auto` is the best device of the workers that the method runs on: cuda before cpu. A
+    layer's Function runs where the layer declares (function_devices), its reference anywhere."""
     if spec == "auto":
-        runs_on = get_method(method).devices
+        if layer is None:
+            runs_on = get_method(method).devices
+        else:
+            runs_on = get_layer(layer).function_devices if method == "function" else ("cuda", "cpu")
         usable = [d for d in ("cuda", "cpu") if d in available and d in runs_on]
         return (usable[0], None) if usable else (available[0], None)
     if spec not in available:
@@ -71,21 +82,26 @@ def expand(config: Config, available: Sequence[str] = ("cpu",), device: str | No
     top = config.experiment
     cells: dict[str, Cell] = {}
     skipped: dict[str, tuple[Cell, str]] = {}
-    for name, entries in top.problems.items():
+    sections = [("problems", name, entries) for name, entries in top.problems.items()]
+    sections += [("layers", name, entries) for name, entries in top.layers.items()]
+    for section, name, entries in sections:
+        layer = name if section == "layers" else None
         for i, entry in enumerate(entries):
             lists = lists_of(config, entry)
-            where = entry_field(config, name, i)
+            where = entry_field(config, name, i, section)
             sizes = [getattr(entry, s) or [None] for s in SIZE_NAMES]
+            data = getattr(entry, "data", "random")
             for values in itertools.product(*sizes):
                 size = dict(zip(SIZE_NAMES, values))
-                _check_k(config, where, lists["patterns"], get_problem(name), size["n"])
-                seed = family_seed(top.seed, name, size, entry.data)
+                if layer is None:
+                    _check_k(config, where, lists["patterns"], get_problem(name), size["n"])
+                seed = family_seed(top.seed, name, size, data)
                 specs = [device] if device else lists["devices"]
                 for mode, dtype, pattern, spec, method in itertools.product(
                     lists["modes"], lists["dtypes"], lists["patterns"], specs, lists["methods"]
                 ):
                     train = mode == "train"
-                    on, unavailable = resolve_device(spec, method, available)
+                    on, unavailable = resolve_device(spec, method, available, layer)
                     cell = Cell(
                         problem=name,
                         method=method,
@@ -95,7 +111,7 @@ def expand(config: Config, available: Sequence[str] = ("cpu",), device: str | No
                         **size,
                         mode=mode,
                         seed=seed,
-                        data=entry.data,
+                        data=data,
                         steps=entry.steps if train else None,
                         lr=entry.lr if train else None,
                     )
