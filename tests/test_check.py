@@ -77,5 +77,7 @@ def test_a_mistake_is_one_line_naming_the_key():
         harness.check("linear", n=10)
     with pytest.raises(ValueError, match=r"^harness.check\('linear'\): methods\[0\]: unknown method 'nope'"):
         harness.check("linear", n=10, d=2, methods=["nope"])
+    with pytest.raises(ValueError, match=r"'rmsnorm' is a layer: harness.check_layer\('rmsnorm', ...\)$"):
+        harness.check("rmsnorm", n=10, d=2)
     with pytest.raises(ValueError, match=r"unknown problem 'nope'"):
         harness.check("nope", n=10)

@@ -22,6 +22,7 @@ import pandas as pd
 
 from ..cell import run_family
 from ..gpu import local_devices
+from ..layers import is_layer
 from ..problems import get_problem
 from ..problems.base import PROBLEMS, Problem
 from ..registry import same_definition
@@ -110,6 +111,10 @@ def check(
     try:
         cls = get_problem(name)
     except KeyError as exc:
+        if is_layer(name):
+            raise ValueError(
+                f"harness.check({name!r}): {name!r} is a layer: harness.check_layer({name!r}, ...)"
+            ) from None
         raise ValueError(f"harness.check({name!r}): {exc.args[0]}") from None
     config = {
         "name": "check",
