@@ -40,11 +40,8 @@ import numpy as np
 import pandas as pd
 
 from ..schema import SIZE_NAMES
+from .theilsen import THRESHOLD, bootstrap, crossing_x, interval, nonnegative_line, theil_sen
 
-THRESHOLD = 1.10  # "within 10% of the baseline", as `gradbench crossover` searches for
-RESAMPLES = 400  # bootstrap resamples: enough for the 2.5% and 97.5% points to settle to a few %
-BATCH = 100  # resamples drawn at once: bounds the pairwise slopes held in memory
-LEVEL = 0.95
 MIN_SIZES = 2  # a line needs two sizes; a third lets the fit be checked on a size left out
 CHECK_SIZES = 3  # and the fewest sizes whose line may claim a crossover
 MEASURED = ("ok", "mismatch")
@@ -141,71 +138,7 @@ class Model:
         return self.predict_s(c1 * np.asarray(n, dtype=float) + c0)
 
 
-# -- the estimator --------------------------------------------------------------------------------
-
-
-def theil_sen(xs: list[float], ys: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """(fixed, slope) of the rounds `ys[j]` (arrays of shape (..., rounds_j)) measured at x =
-    `xs[j]`, over any leading axes at once: the median of the slopes between every two rounds at
-    different x, and the median of y - slope x. scipy.stats.theilslopes(method="joint") on one
-    series gives the same; this form also takes a batch of bootstrap resamples."""
-    slopes = [
-        ((ys[k][..., None, :] - ys[j][..., :, None]) / (xs[k] - xs[j])).reshape(*ys[j].shape[:-1], -1)
-        for j in range(len(xs))
-        for k in range(j + 1, len(xs))
-        if xs[k] != xs[j]
-    ]
-    slope = np.median(np.concatenate(slopes, axis=-1), axis=-1)
-    rest = np.concatenate([y - slope[..., None] * x for x, y in zip(xs, ys)], axis=-1)
-    return np.median(rest, axis=-1), slope
-
-
-def nonnegative_line(xs: list[float], ys: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """theil_sen's (fixed, slope), with the fixed cost held at or above zero: where the free
-    intercept is below zero, fixed = 0 and slope = the median of y / x over every round (Theil-Sen
-    through the origin). Elementwise over the leading axes."""
-    fixed, slope = theil_sen(xs, ys)
-    through = np.median(np.concatenate([y / x for x, y in zip(xs, ys)], axis=-1), axis=-1)
-    held = fixed < 0
-    return np.where(held, 0.0, fixed), np.where(held, through, slope)
-
-
-def _bootstrap(xs: list[float], strata: list[np.ndarray]) -> np.ndarray | None:
-    """Resampled (fixed, slope) per method: shape (2, methods, RESAMPLES). `strata[j]` holds the
-    rounds of every method at xs[j] (methods x rounds); rounds are drawn by column, so the
-    methods' rounds stay paired, and each stratum keeps its count. None where a stratum has fewer
-    than two rounds. (Drawn here rather than by scipy.stats.bootstrap, whose import alone is a
-    tenth of a report's time.)"""
-    if min(s.shape[-1] for s in strata) < 2:
-        return None
-    rng = np.random.default_rng(0)  # a report reads the same every time it is written
-    out = []
-    for start in range(0, RESAMPLES, BATCH):
-        size = min(BATCH, RESAMPLES - start)
-        # (methods, resamples, rounds) per stratum
-        drawn = [s[:, rng.integers(0, s.shape[-1], size=(size, s.shape[-1]))] for s in strata]
-        out.append(np.stack(nonnegative_line(xs, drawn)))
-    return np.concatenate(out, axis=-1)
-
-
-def _interval(samples: np.ndarray) -> tuple[float, float]:
-    """The central LEVEL of bootstrap values, as values that occurred (an infinite one included)."""
-    samples = samples[~np.isnan(samples)]
-    if samples.size == 0:
-        return math.nan, math.nan
-    tail = (1 - LEVEL) / 2
-    lo, hi = np.quantile(samples, [tail, 1 - tail], method="inverted_cdf")
-    return float(lo), float(hi)
-
-
-def crossing_x(fixed_0, slope_0, fixed_m, slope_m, threshold: float = THRESHOLD):
-    """x* from which (fixed_m + slope_m x) <= t (fixed_0 + slope_0 x), elementwise: 0 where the
-    method is within t of the baseline at every x, inf where it never is (or only below x*)."""
-    excess_fixed = np.asarray(fixed_m - threshold * fixed_0, dtype=float)
-    excess_slope = np.asarray(slope_m - threshold * slope_0, dtype=float)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        x = -excess_fixed / excess_slope
-    return np.where(excess_fixed <= 0, 0.0, np.where(excess_slope >= 0, math.inf, x))
+# -- against the baseline -------------------------------------------------------------------------
 
 
 def _crossover(point: tuple, boot: np.ndarray | None, to_n, threshold: float) -> Crossover:
@@ -221,7 +154,7 @@ def _crossover(point: tuple, boot: np.ndarray | None, to_n, threshold: float) ->
     kind = "from" if over_fixed else "up to"
     lo = hi = math.nan
     if boot is not None and kind == "from":
-        lo, hi = _interval(to_n(crossing_x(boot[0], boot[1], boot[2], boot[3], threshold)))
+        lo, hi = interval(to_n(crossing_x(boot[0], boot[1], boot[2], boot[3], threshold)))
     return Crossover(kind, float(to_n(x)), max(lo, 0.0) if lo == lo else lo, hi, threshold)
 
 
@@ -345,7 +278,7 @@ class _Fit:
     def estimate(self, name: str, which: int) -> Estimate:
         i = self.row(name)
         value = (self.fixed, self.slope)[which][i]
-        lo, hi = _interval(self.boot[which, i]) if self.boot is not None else (math.nan, math.nan)
+        lo, hi = interval(self.boot[which, i]) if self.boot is not None else (math.nan, math.nan)
         return Estimate(float(value), lo, hi)
 
 
@@ -355,7 +288,7 @@ def _fit(cells: pd.DataFrame, names: list[str], x: pd.Series) -> _Fit | None:
         return None
     free, _ = theil_sen(xs, strata)
     fixed, slope = nonnegative_line(xs, strata)
-    return _Fit(names, fixed, slope, _bootstrap(xs, strata), free < 0)
+    return _Fit(names, fixed, slope, bootstrap(xs, strata), free < 0)
 
 
 def _versus(fit: _Fit, baseline: str, method: str, to_n, threshold: float, checked: bool) -> dict:
@@ -371,7 +304,7 @@ def _versus(fit: _Fit, baseline: str, method: str, to_n, threshold: float, check
     with np.errstate(divide="ignore", invalid="ignore"):
         extra = (boot[2] - boot[0]) if boot is not None else None
         ratio = (boot[3] / boot[1]) if boot is not None else None
-    lo_hi = lambda s: _interval(s) if s is not None else (math.nan, math.nan)  # noqa: E731
+    lo_hi = lambda s: interval(s) if s is not None else (math.nan, math.nan)  # noqa: E731
     return dict(
         baseline=baseline,
         extra_fixed_s=Estimate(float(point[2] - point[0]), *lo_hi(extra)),
