@@ -44,6 +44,9 @@ from .theilsen import THRESHOLD, bootstrap, crossing_x, interval, nonnegative_li
 
 MIN_SIZES = 2  # a line needs two sizes; a third lets the fit be checked on a size left out
 CHECK_SIZES = 3  # and the fewest sizes whose line may claim a crossover
+# the time per unit "grows with n" where the largest n's is this much above the smallest n's: less
+# is a round's noise (2 to 5% between quiet rounds), and a fixed cost too small to tell from zero
+GROWTH = 1.05
 MEASURED = ("ok", "mismatch")
 
 
@@ -111,8 +114,10 @@ class Model:
     per_n: tuple[float, float] = (1.0, 0.0)  # the family's x (work) at n: c1 n + c0
     # the free line's intercept was below zero: the line is held through zero
     held_at_zero: bool = False
-    # the median time per unit at the smallest and the largest n: (n, seconds per unit) each
-    per_unit_ends: tuple[tuple[int, float], tuple[int, float]] | None = None
+    # the time per unit at the small end and the large end of n, ((n_a, n_b), seconds per unit)
+    # each: over two sizes each size's time / work (n_a = n_b); over three or more the slope
+    # between the two smallest sizes and between the two largest (what a further byte costs there)
+    per_unit_ends: tuple[tuple[tuple[int, int], float], tuple[tuple[int, int], float]] | None = None
 
     @property
     def checked(self) -> bool:
@@ -123,7 +128,8 @@ class Model:
     def grows_with_n(self) -> bool:
         """The time per unit at the largest n is above the one at the smallest: what holds a line
         through zero (caches on a CPU), rather than a fixed cost too small to tell from zero."""
-        return self.per_unit_ends is not None and self.per_unit_ends[1][1] > self.per_unit_ends[0][1]
+        ends = self.per_unit_ends
+        return ends is not None and ends[1][1] > GROWTH * ends[0][1]
 
     @property
     def fitted(self) -> bool:
@@ -211,10 +217,16 @@ def _unit(cells: pd.DataFrame) -> tuple[str, pd.Series]:
     return "row", cells["n"].astype(float)
 
 
-def _per_unit_ends(own: pd.DataFrame, x: pd.Series) -> tuple[tuple[int, float], tuple[int, float]]:
-    """(n, median time / x) at the smallest and the largest n of one method's cells."""
-    per = (own["time_median_s"] / x.loc[own.index]).groupby(own["n"]).median().sort_index()
-    return (int(per.index[0]), float(per.iloc[0])), (int(per.index[-1]), float(per.iloc[-1]))
+def _per_unit_ends(own: pd.DataFrame, x: pd.Series):
+    """The time per unit at the small and the large end of one method's sizes (Model.per_unit_ends)."""
+    g = pd.DataFrame({"n": own["n"], "x": x.loc[own.index], "t": own["time_median_s"]})
+    at = g.groupby("n").median().sort_index()
+    ns = [int(n) for n in at.index]
+    if len(ns) == 2:
+        per = at["t"] / at["x"]
+        return ((ns[0], ns[0]), float(per.iloc[0])), ((ns[1], ns[1]), float(per.iloc[1]))
+    slope = lambda i, j: float((at["t"].iloc[j] - at["t"].iloc[i]) / (at["x"].iloc[j] - at["x"].iloc[i]))  # noqa: E731
+    return ((ns[0], ns[1]), slope(0, 1)), ((ns[-2], ns[-1]), slope(-2, -1))
 
 
 def _per_n(cells: pd.DataFrame, x: pd.Series) -> tuple[float, float]:

@@ -35,7 +35,10 @@ def _side(x: float) -> str:
 
 def signed_time(e: Estimate) -> str:
     """'41 µs more (38 to 45 µs)', '12 µs less (30 less to 6.1 more)': a difference of times, its
-    interval in the same unit, each end's side named where the interval holds both."""
+    interval in the same unit, each end's side named where the interval holds both; 'nothing more'
+    where both lines are held through zero."""
+    if e.value == 0 and all(b == 0 or not math.isfinite(b) for b in (e.lo, e.hi)):
+        return "nothing more"
     unit, scale = _scale(e.value, e.lo, e.hi)
     text = f"{_num(e.value / scale)} {unit} {_side(e.value)}"
     if math.isfinite(e.lo) and math.isfinite(e.hi):
@@ -56,16 +59,20 @@ def plain_time(e: Estimate) -> str:
     return text
 
 
+def _span(ns: tuple[int, int]) -> str:
+    return f"at n = {fmt_n(ns[0])}" if ns[0] == ns[1] else f"from n = {fmt_n(ns[0])} to {fmt_n(ns[1])}"
+
+
 def held_reason(m: Model) -> str:
-    """Why a line is held through zero: 'the time per byte grows with n, 0.29 ns at n = 1k to
-    0.41 ns at 100k' (caches), or a fixed cost too small to tell from zero."""
+    """Why a line is held through zero: 'the time per byte grows with n: 0.29 ns at n = 1k,
+    0.41 ns at n = 100k' (caches), or a fixed cost too small to tell from zero."""
     if not m.grows_with_n:
         return "a fixed cost too small to tell from zero"
-    (n0, t0), (n1, t1) = m.per_unit_ends
+    (ns0, t0), (ns1, t1) = m.per_unit_ends
     unit, scale = _scale(t0, t1)
     return (
-        f"the time per {m.unit} grows with n, {_num(t0 / scale)} {unit} at n = {fmt_n(n0)} "
-        f"to {_num(t1 / scale)} {unit} at {fmt_n(n1)}"
+        f"the time per {m.unit} grows with n: {_num(t0 / scale)} {unit} {_span(ns0)}, "
+        f"{_num(t1 / scale)} {unit} {_span(ns1)}"
     )
 
 
