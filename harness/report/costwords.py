@@ -153,11 +153,11 @@ def alone(m: Model) -> str:
 
 
 def fit_words(m: Model) -> str:
-    """'fitted per flop over 3 sizes, within 2.1% of its cells (a size left out: 4.0%)'."""
+    """'fitted per flop over 3 sizes, within 2.1% of its cells, 4.0% on a size left out'."""
     sizes = f"{len(m.ns)} sizes" if m.checked else "two sizes, unchecked"
     text = f"fitted per {m.unit} over {sizes}, within {m.fit_error:.1%} of its cells"
     if m.held_out_error is not None:
-        text += f" (a size left out: {m.held_out_error:.1%})"
+        text += f", {m.held_out_error:.1%} on a size left out"
     return text
 
 
