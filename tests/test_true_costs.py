@@ -212,3 +212,34 @@ def test_a_problem_declares_its_flops_and_the_record_keeps_them():
     timing = TimingOptions(min_run_time_s=0.001, rounds=3, profile=False)
     (r,) = run_family([Cell("softmax", "manual", n=16, d=3, c=5)], timing=timing)
     assert r["flops"] == 4 * 16 * 3 * 5 and r["status"] == "ok"
+
+
+def test_two_lines_held_through_zero_cross_nowhere():
+    """Both fixed costs held at zero (their time per byte grows with n), the method dearer per byte
+    by more than 10%: within 10% of the baseline at no size of one row or more (the lines meet at
+    n = 0 only), never 'only up to n ≈ 0'."""
+    lines = {"manual": (0.0, 1.0), "autograd": (0.0, 1.3)}
+    cells = [
+        c
+        for c in timed_cells(CONFIGS["quick.yaml"]())
+        if (c.problem, c.d, c.dtype, c.pattern) == ("linear", 64, "float32", "full") and c.method in lines
+    ]
+    m = next(m for m in cm.cost_models(records(cells, lines=lines), "manual") if m.method == "autograd")
+    assert m.held_at_zero and m.ns == (1000, 10_000, 100_000)
+    assert m.crossover.kind == "never"
+    assert costwords.crossover_words(m.crossover, "manual", m.ns) == "never within 10% of manual"
+
+
+@pytest.mark.parametrize(
+    "value, lo, hi, said",
+    [
+        (41e-6, 38e-6, 45e-6, "41 µs more (38 to 45 µs)"),
+        (-12e-6, -30e-6, 6.1e-6, "12 µs less (30 µs less to 6.1 µs more)"),
+        (-5e-6, -8e-6, -1e-6, "5 µs less (1 to 8 µs)"),
+        (0.0, 0.0, 0.0, "nothing more"),
+        (0.0, -202e-6, 352e-6, "nothing more (202 µs less to 352 µs more)"),
+        (2.23e-3, -4.9e-5, 4.67e-3, "2.23 ms more (0.049 ms less to 4.67 ms more)"),
+    ],
+)
+def test_a_difference_of_times_is_said_as_more_or_less_never_with_a_minus(value, lo, hi, said):
+    assert costwords.signed_time(cm.Estimate(value, lo, hi)) == said

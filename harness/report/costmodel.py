@@ -158,6 +158,8 @@ def _crossover(point: tuple, boot: np.ndarray | None, to_n, threshold: float) ->
         return Crossover("never", threshold=threshold)
     x = -(fm - threshold * f0) / (sm - threshold * s0)
     kind = "from" if over_fixed else "up to"
+    if to_n(x) < 1:  # no size of one row or more is on the other side: lines held through zero
+        return Crossover("always" if kind == "from" else "never", threshold=threshold)
     lo = hi = math.nan
     if boot is not None and kind == "from":
         lo, hi = interval(to_n(crossing_x(boot[0], boot[1], boot[2], boot[3], threshold)))

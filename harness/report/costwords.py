@@ -34,20 +34,19 @@ def _side(x: float) -> str:
 
 
 def signed_time(e: Estimate) -> str:
-    """'41 µs more (38 to 45 µs)', '12 µs less (30 less to 6.1 more)': a difference of times, its
-    interval in the same unit, each end's side named where the interval holds both; 'nothing more'
-    where both lines are held through zero."""
-    if e.value == 0 and all(b == 0 or not math.isfinite(b) for b in (e.lo, e.hi)):
-        return "nothing more"
-    unit, scale = _scale(e.value, e.lo, e.hi)
-    text = f"{_num(e.value / scale)} {unit} {_side(e.value)}"
-    if math.isfinite(e.lo) and math.isfinite(e.hi):
-        if (e.lo < 0) == (e.hi < 0) == (e.value < 0):
-            low, high = sorted((abs(e.lo), abs(e.hi)))
-            text += f" ({_num(low / scale)} to {_num(high / scale)} {unit})"
-        else:
-            text += f" ({_num(e.lo / scale)} {_side(e.lo)} to {_num(e.hi / scale)} {_side(e.hi)})"
-    return text
+    """'41 µs more (38 to 45 µs)', '12 µs less (30 µs less to 6.1 µs more)': a difference of times,
+    its interval in the same unit, each end's side named where the interval holds both; 'nothing
+    more' where both lines are held through zero."""
+    bounds = [b for b in (e.lo, e.hi) if math.isfinite(b)]
+    unit, scale = _scale(e.value, *bounds)
+    text = "nothing more" if e.value == 0 else f"{_num(e.value / scale)} {unit} {_side(e.value)}"
+    if len(bounds) < 2 or e.lo == e.hi == 0:
+        return text
+    if (e.lo < 0) == (e.hi < 0) == (e.value < 0) and e.value != 0:
+        low, high = sorted((abs(e.lo), abs(e.hi)))
+        return text + f" ({_num(low / scale)} to {_num(high / scale)} {unit})"
+    ends = [f"{_num(b / scale)} {unit} {_side(b)}" if b else "nothing" for b in (e.lo, e.hi)]
+    return text + f" ({ends[0]} to {ends[1]})"
 
 
 def plain_time(e: Estimate) -> str:
