@@ -44,8 +44,8 @@ from .theilsen import THRESHOLD, bootstrap, crossing_x, interval, nonnegative_li
 
 MIN_SIZES = 2  # a line needs two sizes; a third lets the fit be checked on a size left out
 CHECK_SIZES = 3  # and the fewest sizes whose line may claim a crossover
-# the time per unit "grows with n" where the largest n's is this much above the smallest n's: less
-# is a round's noise (2 to 5% between quiet rounds), and a fixed cost too small to tell from zero
+# the time per unit "grows with n" where it is this much higher at the large end of n than at the
+# small end (Model.per_unit_ends): less is a round's noise (2 to 5% between quiet rounds)
 GROWTH = 1.05
 MEASURED = ("ok", "mismatch")
 
@@ -100,7 +100,7 @@ class Model:
     unit: str  # "flop" where the problem declares its flops, "byte" its byte floor, else "row"
     ns: tuple[int, ...]  # the sizes measured, ascending
     cells: int
-    fixed_s: Estimate | None = None  # a: seconds per step at zero bytes
+    fixed_s: Estimate | None = None  # a: seconds per step at zero work, held at or above zero
     per_unit_s: Estimate | None = None  # b: seconds per byte (or row)
     baseline: str | None = None
     extra_fixed_s: Estimate | None = None  # a_m - a_0
@@ -126,8 +126,9 @@ class Model:
 
     @property
     def grows_with_n(self) -> bool:
-        """The time per unit at the largest n is above the one at the smallest: what holds a line
-        through zero (caches on a CPU), rather than a fixed cost too small to tell from zero."""
+        """The time per unit is higher at the large end of n than at the small end (by GROWTH):
+        what holds a line through zero (caches on a CPU), rather than a fixed cost too small to
+        tell from zero."""
         ends = self.per_unit_ends
         return ends is not None and ends[1][1] > GROWTH * ends[0][1]
 
