@@ -240,7 +240,7 @@ def test_list(capsys):
     assert "  function       The problem's `function_loss` (a user's torch.autograd.Function)" in out
     assert "type(object)" not in out
     if not torch.cuda.is_available():
-        assert "lm-head.yaml         6 cells on CUDA workers (none here): softmax" in out
+        assert "lm-head.yaml         21 cells on CUDA workers (none here): softmax" in out
 
 
 def test_the_same_config_twice_gives_the_same_cells_and_agreement(tmp_path):

@@ -9,7 +9,8 @@ import pytest
 import torch
 
 import harness
-from harness import Cell, run_family
+from harness import Cell, register_pattern, run_family
+from harness.patterns import Uneven
 from harness.plugins import load_plugin
 from harness.problems.softmax import IGNORE_INDEX, Softmax
 from helpers import NO_TIMING, PLUGINS, ROOT
@@ -121,6 +122,25 @@ def test_an_accumulation_loop_weighting_micro_batches_by_1_over_k():
         assert text.startswith("micro-batches weighted by 1/k (a mean of micro-batch means) where the loss")
         assert "weight each by its items" in text and "formula" not in text
         passes("softmax", "mean_of_means:4", method=method)  # every micro-batch holds as many targets
+
+
+@register_pattern
+class RowsLoop(Uneven):
+    """An accumulation loop that weights each micro-batch by its rows, n_i/N."""
+
+    name = "rows_loop"
+
+    def step(self, s, batches):
+        s.clear()
+        rows = s.problem.rows(s.data)
+        for batch, _weight in batches:
+            s.accumulate(batch, s.problem.rows(batch) / rows)
+
+
+def test_an_accumulation_loop_weighting_micro_batches_by_their_rows():
+    text = flagged("softmax", "rows_loop:3", method="autograd")
+    assert text.startswith("micro-batches weighted by their rows (n_i/N) where the loss is a mean over items")
+    passes("softmax", "rows_loop:3", method="autograd")  # every row a target: rows are the items
 
 
 def test_a_sum_over_each_micro_batch_names_its_rows():
