@@ -191,6 +191,7 @@ def run_family(
             condition=setup.truth.condition,
             output_preview=output,
             bytes_moved=setup.min_bytes(),
+            flops=setup.problem.flops(),
             setup_s=setup.setup_s,
             items=setup.items(),
             batch_items=list(setup.drive.held) or None,

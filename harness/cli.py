@@ -116,9 +116,7 @@ def _parser(words: list[str] | None = None) -> argparse.ArgumentParser:
     compare.set_defaults(command=cmd_compare)
     listing = sub.add_parser("list", help="problems, methods, patterns, dtypes and shipped configs")
     listing.set_defaults(command=cmd_list)
-    from .runs.crossover import add_parser as add_crossover  # its options and command live there
-
-    add_crossover(sub)
+    _crossover_parser(sub)
     return p
 
 
@@ -226,6 +224,105 @@ def cmd_list(args) -> int:
             except ConfigError as exc:
                 print(f"  {path.name:<20} invalid: {exc}")
     return 0
+
+
+# --- crossover ----------------------------------------------------------------------------------
+
+
+def _crossover_parser(sub) -> None:
+    p = sub.add_parser("crossover", help="the n where a method's paired overhead over manual falls under 10%")
+    p.add_argument("--problem", default="linear")
+    p.add_argument("--d", type=int, default=64, help="features (problems that have d)")
+    p.add_argument("--h", type=int, help="hidden units (problems that have h: mlp)")
+    p.add_argument("--dtype", default="float32")
+    p.add_argument("--pattern", default="full")
+    p.add_argument("--methods", default="manual,autograd", help="BASELINE,METHOD (default manual,autograd)")
+    p.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda where torch sees one")
+    p.add_argument("--n-min", type=int, default=1_000)
+    p.add_argument("--n-max", type=int, default=1_000_000)
+    p.add_argument("--threshold", type=float, default=1.10, help="ratio the overhead must fall under")
+    p.add_argument("--rounds", type=int, default=11, help="paired rounds per measurement (doubled to refine)")
+    p.add_argument("--min-run-time", type=float, default=0.2, help="seconds measuring each method per n")
+    p.add_argument("--max-steps", type=int, default=10, help="measurements at most (refinements aside)")
+    p.add_argument("--threads", type=int, help="torch threads (default: torch's)")
+    p.add_argument("--json", type=Path, help="also write the result here")
+    p.set_defaults(command=cmd_crossover)
+
+
+def cmd_crossover(args) -> int:
+    """The bisection (a run: harness.runs.crossover), then the cost model fitted on its own
+    measurements and held against its bracket (a report: harness.report.bracket). Bad input is
+    told in one line and exits 2, as everywhere in the command."""
+    from .report.bracket import model_of
+    from .runs.crossover import HEADER, row, search, write_json
+
+    measured: list[dict] = []
+    try:
+        measure, context, quantum = crossover_measure(args, measured)
+    except ValueError as exc:
+        print(f"gradbench: error: {exc}", file=sys.stderr)
+        return 2
+    print(f"crossover of {context['method']} over {context['baseline']} on {context['device_name']}:")
+    print(HEADER, flush=True)
+    result = search(
+        measure,
+        args.n_min,
+        args.n_max,
+        args.threshold,
+        args.rounds,
+        args.max_steps,
+        quantum=quantum,
+        on_point=lambda p: print(row(p, args.threshold), flush=True),
+    )
+    print(result.sentence(f"{context['method']}'s overhead over {context['baseline']}"))
+    model = model_of(measured, context["method"], context["baseline"], result.threshold, result.interval)
+    if model:
+        print(model["sentence"])
+    if args.json:
+        write_json(result, args.json, context, model)
+        print(args.json)
+    return 0
+
+
+def crossover_measure(args, keep: list | None = None) -> tuple:
+    """(measure, context, quantum) for `gradbench crossover`'s arguments, every one checked
+    before anything runs (ValueError: bad input)."""
+    import torch
+
+    from .cell import DTYPES, Cell
+    from .env import device_name
+    from .runs.crossover import family_measure
+
+    methods = tuple(m.strip() for m in args.methods.split(","))
+    if len(methods) != 2:
+        raise ValueError(f"--methods: give BASELINE,METHOD, got {args.methods!r}")
+    if not 1 <= args.n_min < args.n_max:
+        raise ValueError(f"--n-min, --n-max: need 1 <= n-min < n-max, got {args.n_min} and {args.n_max}")
+    if args.threshold <= 1 or args.rounds < 3 or args.min_run_time <= 0:
+        raise ValueError("--threshold must be > 1, --rounds >= 3, --min-run-time > 0")
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    for m in methods:  # unknown names, and what cannot run here, are told before anything runs
+        cell = Cell(args.problem, m, args.pattern, args.dtype, device, n=args.n_max, d=args.d, h=args.h)
+        reason = cell.skip_reason()
+        if reason:
+            raise ValueError(f"--methods: {m} cannot run: {reason}")
+    quantum = Cell(args.problem, methods[0], pattern=args.pattern, n=args.n_max, d=args.d, h=args.h).k
+    context = {
+        "problem": args.problem,
+        "d": args.d,
+        "h": args.h,
+        "dtype": str(DTYPES[args.dtype]).removeprefix("torch."),
+        "pattern": args.pattern,
+        "baseline": methods[0],
+        "method": methods[1],
+        "device": device,
+        "device_name": device_name(torch.device(device)),
+    }
+    measure = family_measure(
+        args.problem, args.d, args.dtype, methods, device, args.pattern, args.min_run_time, args.threads,
+        keep=keep, h=args.h,
+    )  # fmt: skip
+    return measure, context, quantum
 
 
 if __name__ == "__main__":

@@ -14,8 +14,12 @@ waiting on kernel launches, and labelled `launch` the same way.
 from __future__ import annotations
 
 import math
+import os
+import sys
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -109,12 +113,18 @@ def profile_step(
     # torch.autograd.profiler.profile is what torch.profiler.profile wraps: the same Kineto events
     # (CPU ops; with use_device="cuda", CUDA kernels), without the wrapper's first-use import of
     # torch._inductor (3 s per process here, paid by every worker's first profiled family)
-    with profile(use_kineto=True, use_device="cuda" if device.type == "cuda" else None) as prof:
+    prof = profile(use_kineto=True, use_device="cuda" if device.type == "cuda" else None)
+    with kineto_lines_dropped():
+        prof.__enter__()
+    try:
         start = time.perf_counter()
         for _ in range(steps):
             step()
         sync()
         wall = time.perf_counter() - start
+    finally:
+        with kineto_lines_dropped():
+            prof.__exit__(None, None, None)
     if device.type == "cuda":
         events = list(prof.function_events)
         n_ops = sum(e.device_type == DeviceType.CPU and e.name.startswith("aten::") for e in events)
@@ -134,6 +144,34 @@ def profile_step(
         busy_s=busy_us * 1e-6 / steps,
         wall_s=wall / steps,
     )
+
+
+KINETO_LINE = b"USDT:"  # "USDT:<time> <pid>:<tid> SyncActivityProfilerHandler.cpp:52] profiler_start"
+
+
+@contextmanager
+def kineto_lines_dropped() -> Iterator[None]:
+    """Kineto writes a `USDT: ... profiler_start` and `... profiler_stop` line to the process's
+    stderr (C++, file descriptor 2) at every start and stop, at a level KINETO_LOG_LEVEL does not
+    filter (torch 2.13). Around the start or the stop alone, fd 2 goes to a temporary file; then
+    it is restored and every other line written meanwhile (another thread's, a warning) is written
+    back, so only those lines are lost."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with tempfile.TemporaryFile() as held:
+            os.dup2(held.fileno(), 2)
+            try:
+                yield
+            finally:
+                sys.stderr.flush()
+                os.dup2(saved, 2)
+                held.seek(0)
+                kept = [line for line in held.read().splitlines(True) if not line.startswith(KINETO_LINE)]
+                if kept:
+                    os.write(2, b"".join(kept))
+    finally:
+        os.close(saved)
 
 
 def cpu_ops(prof) -> list[tuple[str, int, int, bool]]:

@@ -94,6 +94,7 @@ class Record:
     peak_bytes: int | None = col("cost")
     peak_bytes_kind: str | None = col("cost")
     bytes_moved: int | None = col("cost")  # the least bytes any gradient must read
+    flops: int | None = col("cost")  # a gradient step's flops, where the problem counts them
     achieved_gbps: float | None = col("cost")
     forward_median_s: float | None = col("cost")  # the loss alone, under no_grad; a layer's forward
     backward_median_s: float | None = col("cost")  # a layer's backward alone, from a retained graph

@@ -102,9 +102,9 @@ class Page:
 
         command = args[0]
         if command == "crossover":
-            from harness.runs.crossover import _prepare
+            from harness.cli import crossover_measure
 
-            _prepare(_parser(args).parse_args(args))
+            crossover_measure(_parser(args).parse_args(args))
             return "gradbench crossover: arguments checked"
         if command == "run" and "--dry-run" not in args:
             args = [*args, "--dry-run"]

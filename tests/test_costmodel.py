@@ -17,6 +17,7 @@ from scipy import stats
 
 from harness.measure import paired_ratio, summarize
 from harness.report import costmodel as cm
+from harness.report.bracket import model_of
 from harness.report.data import normalize
 from harness.runs import crossover as X
 
@@ -163,6 +164,6 @@ def test_the_bisection_and_the_model_agree_on_the_crossover():
     lo, hi = found.interval
     assert lo <= m.crossover.n <= hi, (found.interval, m.crossover)
     assert lo <= CROSSOVER_N <= hi
-    said = X.model_of(measured, found, {"method": "autograd", "baseline": "manual"})
+    said = model_of(measured, "autograd", "manual", 1.10, found.interval)
     assert said["agrees_with_bisection"] is True and said["kind"] == "from"
     assert "inside the bisection's bracket" in said["sentence"]

@@ -394,7 +394,7 @@ def test_report_says_nothing_for_runs_without_profiles():
 
 
 def test_crossover_parser_is_a_subcommand():
-    from harness.cli import _parser
+    from harness.cli import _parser, cmd_crossover
 
     args = _parser().parse_args(["crossover", "--n-min", "10", "--n-max", "20"])
-    assert args.command is X.command and isinstance(args, argparse.Namespace)
+    assert args.command is cmd_crossover and isinstance(args, argparse.Namespace)

@@ -122,6 +122,12 @@ class Problem:
         """Bytes any gradient must read at least (the bandwidth floor); None when unknown."""
         return None
 
+    def flops(self) -> int | None:
+        """Floating-point operations of one gradient step, counted for a problem whose work grows
+        faster than its bytes (softmax: n d c products against n d + d c numbers read); reports fit
+        its time per flop rather than per byte. None: the bytes say it (linear, logistic)."""
+        return None
+
     # -- derived ---------------------------------------------------------------------------
     @classmethod
     def has_numpy(cls) -> bool:

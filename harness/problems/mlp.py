@@ -61,6 +61,10 @@ class MLP(Problem):
     def min_bytes(self, itemsize):
         return (self.n * self.d + self.n) * itemsize  # one read of X and y
 
+    def flops(self):
+        # X W1 and X^T da (2 n d h each), z W2 and z^T g (2 n h each); tanh and the rest are O(n h)
+        return 4 * self.n * self.h * (self.d + 1)
+
 
 def _forward(X, W1, b1, W2):
     return (X @ W1 + b1).tanh() @ W2

@@ -122,6 +122,10 @@ class Softmax(Problem):
         weights = self.n * itemsize if self.data == "weighted" else 0
         return (self.n * self.d + self.d * self.c + self.c) * itemsize + 8 * self.n + weights
 
+    def flops(self):
+        # the logits X W (2 n d c) and dJ/dW = X^T G (2 n d c); the softmax and b are O(n c)
+        return 4 * self.n * self.d * self.c
+
 
 def block_rows(n: int, d: int, c: int) -> int:
     """Rows per block: a block's logits about as many numbers as X holds (n x d), a power of 2,

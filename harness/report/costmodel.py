@@ -1,23 +1,32 @@
-"""What a method costs, as a line: time per step = a fixed cost + a cost per byte read.
+"""What a method costs, as a line: time per step = a fixed cost + a cost per unit of work.
 
 For each shape family (one problem, dtype, pattern, mode, device and set of other sizes, measured
-at several n), each method's per-round times are fitted against the bytes its step must read
-(`bytes_moved`; rows, n, where a problem declares no byte floor) by Theil-Sen: the slope is the
-median of the slopes between every two rounds at different sizes, the fixed cost the median of
-what the slope leaves, so a disturbed round moves neither (Theil-Sen's breakdown point is 29%).
+at several n), each method's per-round times are fitted against the work of its step, on one of
+three axes: flops where the problem declares them (`Problem.flops`: softmax's n d c products and the
+MLP's grow faster than their bytes, whose weights are read once whatever n), else the bytes it must
+read (`bytes_moved`), else rows (n). The fit is Theil-Sen: the slope is the median of the slopes
+between every two rounds at different sizes, the fixed cost the median of what the slope leaves, so
+a disturbed round moves neither (Theil-Sen's breakdown point is 29%).
+
+A fixed cost is a time and never below zero: where the free line's intercept is, the line is held
+through zero (its slope then the median of time / work over the rounds, Theil-Sen through the
+origin) and the model says so. On a CPU that happens where small sizes run from cache and large
+ones from memory: the time per byte grows with n, and no line through the sizes has a fixed cost.
 
 Intervals (95%) come from a bootstrap over rounds: each measured family's rounds are resampled,
 the same rounds for every method, since the methods of a family took turns round by round; so
 the comparison with the baseline keeps its pairing. Against the baseline a method costs
 
     extra fixed cost   a_m - a_0            (seconds per step)
-    per-byte ratio     b_m / b_0            (its time per byte over the baseline's)
+    per-unit ratio     b_m / b_0            (its time per byte, flop or row over the baseline's)
 
 and its time is within `threshold` of the baseline's where (a_m + b_m x) <= t (a_0 + b_0 x): from
 x* = (a_m - t a_0) / (t b_0 - b_m) on when a_m > t a_0 and b_m < t b_0 (a fixed overhead that
 fades with size), never when both exceed, always when neither does. x* is turned into n through
-the family's bytes per n. The prediction is checked against the measured medians: on the cells
-fitted, and where a family has three sizes or more, on each size left out of the fit.
+the family's work per n. The prediction is checked against the measured medians: on the cells
+fitted, and where a family has three sizes or more, on each size left out of the fit. A line
+through two sizes cannot be checked, so it makes no crossover claim: that needs a third size (or
+`gradbench crossover`'s bisection).
 
 Everything is a pure function of the records; nothing here measures.
 """
@@ -31,13 +40,13 @@ import numpy as np
 import pandas as pd
 
 from ..schema import SIZE_NAMES
+from .theilsen import THRESHOLD, bootstrap, crossing_x, interval, nonnegative_line, theil_sen
 
-THRESHOLD = 1.10  # "within 10% of the baseline", as `gradbench crossover` searches for
-RESAMPLES = 400  # bootstrap resamples: enough for the 2.5% and 97.5% points to settle to a few %
-BATCH = 100  # resamples drawn at once: bounds the pairwise slopes held in memory
-LEVEL = 0.95
 MIN_SIZES = 2  # a line needs two sizes; a third lets the fit be checked on a size left out
-CHECK_SIZES = 3
+CHECK_SIZES = 3  # and the fewest sizes whose line may claim a crossover
+# the time per unit "grows with n" where it is this much higher at the large end of n than at the
+# small end (Model.per_unit_ends): less is a round's noise (2 to 5% between quiet rounds)
+GROWTH = 1.05
 MEASURED = ("ok", "mismatch")
 
 
@@ -88,10 +97,10 @@ class Model:
 
     shape: Shape
     method: str
-    unit: str  # "byte", or "row" where the problem declares no byte floor
+    unit: str  # "flop" where the problem declares its flops, "byte" its byte floor, else "row"
     ns: tuple[int, ...]  # the sizes measured, ascending
     cells: int
-    fixed_s: Estimate | None = None  # a: seconds per step at zero bytes
+    fixed_s: Estimate | None = None  # a: seconds per step at zero work, held at or above zero
     per_unit_s: Estimate | None = None  # b: seconds per byte (or row)
     baseline: str | None = None
     extra_fixed_s: Estimate | None = None  # a_m - a_0
@@ -102,7 +111,26 @@ class Model:
     held_out_error: float | None = None  # the same, each size predicted by a fit without it
     worst_held_out_error: float | None = None
     note: str = ""  # why there is no line, or what limits it
-    per_n: tuple[float, float] = (1.0, 0.0)  # the family's x (bytes) at n: c1 n + c0
+    per_n: tuple[float, float] = (1.0, 0.0)  # the family's x (work) at n: c1 n + c0
+    # the free line's intercept was below zero: the line is held through zero
+    held_at_zero: bool = False
+    # the time per unit at the small end and the large end of n, ((n_a, n_b), seconds per unit)
+    # each: over two sizes each size's time / work (n_a = n_b); over three or more the slope
+    # between the two smallest sizes and between the two largest (what a further byte costs there)
+    per_unit_ends: tuple[tuple[tuple[int, int], float], tuple[tuple[int, int], float]] | None = None
+
+    @property
+    def checked(self) -> bool:
+        """Enough sizes for a size left out and a crossover claim (two make a line, unchecked)."""
+        return len(self.ns) >= CHECK_SIZES
+
+    @property
+    def grows_with_n(self) -> bool:
+        """The time per unit is higher at the large end of n than at the small end (by GROWTH):
+        what holds a line through zero (caches on a CPU), rather than a fixed cost too small to
+        tell from zero."""
+        ends = self.per_unit_ends
+        return ends is not None and ends[1][1] > GROWTH * ends[0][1]
 
     @property
     def fitted(self) -> bool:
@@ -117,61 +145,7 @@ class Model:
         return self.predict_s(c1 * np.asarray(n, dtype=float) + c0)
 
 
-# -- the estimator --------------------------------------------------------------------------------
-
-
-def theil_sen(xs: list[float], ys: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """(fixed, slope) of the rounds `ys[j]` (arrays of shape (..., rounds_j)) measured at x =
-    `xs[j]`, over any leading axes at once: the median of the slopes between every two rounds at
-    different x, and the median of y - slope x. scipy.stats.theilslopes(method="joint") on one
-    series gives the same; this form also takes a batch of bootstrap resamples."""
-    slopes = [
-        ((ys[k][..., None, :] - ys[j][..., :, None]) / (xs[k] - xs[j])).reshape(*ys[j].shape[:-1], -1)
-        for j in range(len(xs))
-        for k in range(j + 1, len(xs))
-        if xs[k] != xs[j]
-    ]
-    slope = np.median(np.concatenate(slopes, axis=-1), axis=-1)
-    rest = np.concatenate([y - slope[..., None] * x for x, y in zip(xs, ys)], axis=-1)
-    return np.median(rest, axis=-1), slope
-
-
-def _bootstrap(xs: list[float], strata: list[np.ndarray]) -> np.ndarray | None:
-    """Resampled (fixed, slope) per method: shape (2, methods, RESAMPLES). `strata[j]` holds the
-    rounds of every method at xs[j] (methods x rounds); rounds are drawn by column, so the
-    methods' rounds stay paired, and each stratum keeps its count. None where a stratum has fewer
-    than two rounds. (Drawn here rather than by scipy.stats.bootstrap, whose import alone is a
-    tenth of a report's time.)"""
-    if min(s.shape[-1] for s in strata) < 2:
-        return None
-    rng = np.random.default_rng(0)  # a report reads the same every time it is written
-    out = []
-    for start in range(0, RESAMPLES, BATCH):
-        size = min(BATCH, RESAMPLES - start)
-        # (methods, resamples, rounds) per stratum
-        drawn = [s[:, rng.integers(0, s.shape[-1], size=(size, s.shape[-1]))] for s in strata]
-        out.append(np.stack(theil_sen(xs, drawn)))
-    return np.concatenate(out, axis=-1)
-
-
-def _interval(samples: np.ndarray) -> tuple[float, float]:
-    """The central LEVEL of bootstrap values, as values that occurred (an infinite one included)."""
-    samples = samples[~np.isnan(samples)]
-    if samples.size == 0:
-        return math.nan, math.nan
-    tail = (1 - LEVEL) / 2
-    lo, hi = np.quantile(samples, [tail, 1 - tail], method="inverted_cdf")
-    return float(lo), float(hi)
-
-
-def crossing_x(fixed_0, slope_0, fixed_m, slope_m, threshold: float = THRESHOLD):
-    """x* from which (fixed_m + slope_m x) <= t (fixed_0 + slope_0 x), elementwise: 0 where the
-    method is within t of the baseline at every x, inf where it never is (or only below x*)."""
-    excess_fixed = np.asarray(fixed_m - threshold * fixed_0, dtype=float)
-    excess_slope = np.asarray(slope_m - threshold * slope_0, dtype=float)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        x = -excess_fixed / excess_slope
-    return np.where(excess_fixed <= 0, 0.0, np.where(excess_slope >= 0, math.inf, x))
+# -- against the baseline -------------------------------------------------------------------------
 
 
 def _crossover(point: tuple, boot: np.ndarray | None, to_n, threshold: float) -> Crossover:
@@ -185,9 +159,11 @@ def _crossover(point: tuple, boot: np.ndarray | None, to_n, threshold: float) ->
         return Crossover("never", threshold=threshold)
     x = -(fm - threshold * f0) / (sm - threshold * s0)
     kind = "from" if over_fixed else "up to"
+    if to_n(x) < 1:  # no size of one row or more is on the other side: lines held through zero
+        return Crossover("always" if kind == "from" else "never", threshold=threshold)
     lo = hi = math.nan
     if boot is not None and kind == "from":
-        lo, hi = _interval(to_n(crossing_x(boot[0], boot[1], boot[2], boot[3], threshold)))
+        lo, hi = interval(to_n(crossing_x(boot[0], boot[1], boot[2], boot[3], threshold)))
     return Crossover(kind, float(to_n(x)), max(lo, 0.0) if lo == lo else lo, hi, threshold)
 
 
@@ -210,7 +186,7 @@ def shape_of(r: pd.Series) -> Shape:
 
 COLUMNS = (
     *("problem", "dtype", "pattern", "mode", "device", "device_name", "data", "method", "seed", "started_at"),
-    *("status", "time_samples_s", "time_median_s", "bytes_moved"),
+    *("status", "time_samples_s", "time_median_s", "bytes_moved", "flops"),
 )
 
 
@@ -235,11 +211,25 @@ def shape_families(df: pd.DataFrame) -> dict[Shape, pd.DataFrame]:
 
 
 def _unit(cells: pd.DataFrame) -> tuple[str, pd.Series]:
-    """x of each cell: its bytes where every cell of the family has a byte floor, else its n."""
-    b = pd.to_numeric(cells["bytes_moved"], errors="coerce")
-    if b.notna().all() and (b > 0).all():
-        return "byte", b.astype(float)
+    """x of each cell: its flops where every cell of the family declares them, else its bytes where
+    every cell has a byte floor, else its n."""
+    for unit, column in (("flop", "flops"), ("byte", "bytes_moved")):
+        x = pd.to_numeric(cells[column], errors="coerce") if column in cells else None
+        if x is not None and x.notna().all() and (x > 0).all():
+            return unit, x.astype(float)
     return "row", cells["n"].astype(float)
+
+
+def _per_unit_ends(own: pd.DataFrame, x: pd.Series):
+    """The time per unit at the small and the large end of one method's sizes (Model.per_unit_ends)."""
+    g = pd.DataFrame({"n": own["n"], "x": x.loc[own.index], "t": own["time_median_s"]})
+    at = g.groupby("n").median().sort_index()
+    ns = [int(n) for n in at.index]
+    if len(ns) == 2:
+        per = at["t"] / at["x"]
+        return ((ns[0], ns[0]), float(per.iloc[0])), ((ns[1], ns[1]), float(per.iloc[1]))
+    slope = lambda i, j: float((at["t"].iloc[j] - at["t"].iloc[i]) / (at["x"].iloc[j] - at["x"].iloc[i]))  # noqa: E731
+    return ((ns[0], ns[1]), slope(0, 1)), ((ns[-2], ns[-1]), slope(-2, -1))
 
 
 def _per_n(cells: pd.DataFrame, x: pd.Series) -> tuple[float, float]:
@@ -281,7 +271,7 @@ def _held_out(cells: pd.DataFrame, x: pd.Series, method: str) -> tuple[float | N
         xs, ys = _strata(own[own["n"] != n], [method], x)
         if len(set(xs)) < MIN_SIZES:
             continue
-        fixed, slope = theil_sen(xs, [y[0] for y in ys])
+        fixed, slope = nonnegative_line(xs, [y[0] for y in ys])
         out = own[own["n"] == n]
         errs += list(((float(fixed) + float(slope) * x.loc[out.index]) / out["time_median_s"] - 1).abs())
     return (float(np.median(errs)), float(np.max(errs))) if errs else (None, None)
@@ -292,9 +282,10 @@ class _Fit:
     """Theil-Sen lines of methods fitted together on the same rounds, and their resamples."""
 
     names: list[str]
-    fixed: np.ndarray  # (methods,)
+    fixed: np.ndarray  # (methods,), held at or above zero
     slope: np.ndarray
     boot: np.ndarray | None  # (2, methods, resamples): fixed and slope
+    held: np.ndarray  # (methods,): the free line's intercept was below zero
 
     def row(self, name: str) -> int:
         return self.names.index(name)
@@ -302,7 +293,7 @@ class _Fit:
     def estimate(self, name: str, which: int) -> Estimate:
         i = self.row(name)
         value = (self.fixed, self.slope)[which][i]
-        lo, hi = _interval(self.boot[which, i]) if self.boot is not None else (math.nan, math.nan)
+        lo, hi = interval(self.boot[which, i]) if self.boot is not None else (math.nan, math.nan)
         return Estimate(float(value), lo, hi)
 
 
@@ -310,12 +301,14 @@ def _fit(cells: pd.DataFrame, names: list[str], x: pd.Series) -> _Fit | None:
     xs, strata = _strata(cells, names, x)
     if len(set(xs)) < MIN_SIZES:
         return None
-    fixed, slope = theil_sen(xs, strata)
-    return _Fit(names, fixed, slope, _bootstrap(xs, strata))
+    free, _ = theil_sen(xs, strata)
+    fixed, slope = nonnegative_line(xs, strata)
+    return _Fit(names, fixed, slope, bootstrap(xs, strata), free < 0)
 
 
-def _versus(fit: _Fit, baseline: str, method: str, to_n, threshold: float) -> dict:
-    """A method against the baseline fitted beside it: extra fixed cost, per-byte ratio, crossover."""
+def _versus(fit: _Fit, baseline: str, method: str, to_n, threshold: float, checked: bool) -> dict:
+    """A method against the baseline fitted beside it: extra fixed cost, per-unit ratio, and where
+    the line is `checked` (three sizes or more) its crossover."""
     b, m = fit.row(baseline), fit.row(method)
     point = (fit.fixed[b], fit.slope[b], fit.fixed[m], fit.slope[m])
     boot = (
@@ -326,12 +319,12 @@ def _versus(fit: _Fit, baseline: str, method: str, to_n, threshold: float) -> di
     with np.errstate(divide="ignore", invalid="ignore"):
         extra = (boot[2] - boot[0]) if boot is not None else None
         ratio = (boot[3] / boot[1]) if boot is not None else None
-    lo_hi = lambda s: _interval(s) if s is not None else (math.nan, math.nan)  # noqa: E731
+    lo_hi = lambda s: interval(s) if s is not None else (math.nan, math.nan)  # noqa: E731
     return dict(
         baseline=baseline,
         extra_fixed_s=Estimate(float(point[2] - point[0]), *lo_hi(extra)),
         per_unit_ratio=Estimate(float(point[3] / point[1]) if point[1] else math.nan, *lo_hi(ratio)),
-        crossover=_crossover(point, boot, to_n, threshold),
+        crossover=_crossover(point, boot, to_n, threshold) if checked else None,
     )
 
 
@@ -370,16 +363,20 @@ def fit_family(cells: pd.DataFrame, baseline: str | None, threshold: float = THR
         fixed, slope = fit.estimate(m, 0), fit.estimate(m, 1)
         fit_err, worst_err = _errors(own, x.loc[own.index], fixed.value, slope.value)
         held, worst_held = _held_out(cells, x, m)
+        checked = len(ns[m]) >= CHECK_SIZES
         more = dict(
             fixed_s=fixed,
             per_unit_s=slope,
+            held_at_zero=bool(fit.held[fit.row(m)]),
+            per_unit_ends=_per_unit_ends(own, x),
+            note="" if checked else "two sizes: a line through two points, unchecked; no crossover claimed",
             fit_error=fit_err,
             worst_fit_error=worst_err,
             held_out_error=held,
             worst_held_out_error=worst_held,
         )
         if m != baseline and baseline in fit.names:
-            more.update(_versus(fit, baseline, m, to_n, threshold))
+            more.update(_versus(fit, baseline, m, to_n, threshold, checked))
         models.append(Model(**base, **more))
     return models
 

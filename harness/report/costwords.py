@@ -1,7 +1,9 @@
 """The cost model (costmodel.py) in words and as a table.
 
-"+41 µs per step (38 to 45 µs) and 1.06x manual's time per byte (1.03 to 1.09) on linear d=64
-float32 full; within 10% of manual from n ≈ 2.5M (1.9M to 3.4M)". Nothing here fits or measures.
+"41 µs more per step (38 to 45 µs) and 1.06x manual's time per byte (1.03 to 1.09) on linear d=64
+float32 full; within 10% of manual from n ≈ 2.5M (1.9M to 3.4M)". A time is never written below
+zero: a fixed cost is held at or above zero by the fit, and a difference of times says "more" or
+"less". Nothing here fits or measures.
 """
 
 from __future__ import annotations
@@ -23,23 +25,60 @@ def _scale(*xs: float) -> tuple[str, float]:
 
 
 def _num(x: float) -> str:
-    """Three significant digits, no exponent, a true minus sign."""
-    text = f"{abs(x):.0f}" if abs(x) >= 100 else f"{abs(x):.3g}"
-    return ("−" if x < 0 else "") + text
+    """Three significant digits of |x|, no exponent: a sign is said in words."""
+    return f"{abs(x):.0f}" if abs(x) >= 100 else f"{abs(x):.3g}"
+
+
+def _side(x: float) -> str:
+    return "less" if x < 0 else "more"
 
 
 def signed_time(e: Estimate) -> str:
-    """'+41 µs (38 to 45 µs)': a difference of times, its interval in the same unit."""
+    """'41 µs more (38 to 45 µs)', '12 µs less (30 µs less to 6.1 µs more)': a difference of times,
+    its interval in the same unit, each end's side named where the interval holds both; 'nothing
+    more' where both lines are held through zero."""
+    bounds = [b for b in (e.lo, e.hi) if math.isfinite(b)]
+    unit, scale = _scale(e.value, *bounds)
+    text = "nothing more" if e.value == 0 else f"{_num(e.value / scale)} {unit} {_side(e.value)}"
+    if len(bounds) < 2 or e.lo == e.hi == 0:
+        return text
+    if (e.lo < 0) == (e.hi < 0) == (e.value < 0) and e.value != 0:
+        low, high = sorted((abs(e.lo), abs(e.hi)))
+        return text + f" ({_num(low / scale)} to {_num(high / scale)} {unit})"
+    ends = [f"{_num(b / scale)} {unit} {_side(b)}" if b else "nothing" for b in (e.lo, e.hi)]
+    return text + f" ({ends[0]} to {ends[1]})"
+
+
+def plain_time(e: Estimate) -> str:
+    """'4.6 µs (3.4 to 8.2 µs)': a time the fit holds at or above zero."""
     unit, scale = _scale(e.value, e.lo, e.hi)
-    text = f"{'+' if e.value >= 0 else ''}{_num(e.value / scale)} {unit}"
+    text = f"{_num(e.value / scale)} {unit}"
     if math.isfinite(e.lo) and math.isfinite(e.hi):
         text += f" ({_num(e.lo / scale)} to {_num(e.hi / scale)} {unit})"
     return text
 
 
-def plain_time(e: Estimate) -> str:
-    """'4.6 µs (3.4 to 8.2 µs)'; a negative fixed cost (the line's intercept) is shown as it is."""
-    return signed_time(e).lstrip("+")
+def _span(ns: tuple[int, int]) -> str:
+    return f"at n = {fmt_n(ns[0])}" if ns[0] == ns[1] else f"from n = {fmt_n(ns[0])} to {fmt_n(ns[1])}"
+
+
+def held_reason(m: Model) -> str:
+    """Why a line is held through zero: 'the time per byte grows with n: 0.29 ns at n = 1k,
+    0.41 ns at n = 100k' (caches), or a fixed cost too small to tell from zero."""
+    if not m.grows_with_n:
+        return "a fixed cost too small to tell from zero"
+    (ns0, t0), (ns1, t1) = m.per_unit_ends
+    unit, scale = _scale(t0, t1)
+    return (
+        f"the time per {m.unit} grows with n: {_num(t0 / scale)} {unit} {_span(ns0)}, "
+        f"{_num(t1 / scale)} {unit} {_span(ns1)}"
+    )
+
+
+def fixed_cost(m: Model) -> str:
+    """The fixed cost per step, '4.6 µs (3.4 to 8.2 µs)', or where the line is held through zero
+    'none: the time per byte grows with n, ...'."""
+    return f"none: {held_reason(m)}" if m.held_at_zero else plain_time(m.fixed_s)
 
 
 def ratio(e: Estimate) -> str:
@@ -50,13 +89,17 @@ def ratio(e: Estimate) -> str:
     return text
 
 
+RATES = {"byte": "GB/s", "flop": "GFLOP/s"}
+
+
 def per_unit(m: Model) -> str:
-    """'0.081 ns per byte (12 GB/s)', or per row where the problem has no byte floor."""
+    """'0.081 ns per byte (12 GB/s)', '0.02 ns per flop (50 GFLOP/s)', or per row where the
+    problem declares neither."""
     b = m.per_unit_s
     unit, scale = _scale(b.value)
     text = f"{_num(b.value / scale)} {unit} per {m.unit}"
-    if m.unit == "byte" and b.value > 0:
-        text += f" ({1 / b.value / 1e9:.3g} GB/s)"
+    if m.unit in RATES and b.value > 0:
+        text += f" ({1 / b.value / 1e9:.3g} {RATES[m.unit]})"
     return text
 
 
@@ -79,17 +122,21 @@ def where_within(c: Crossover, ns: tuple[int, ...]) -> str:
     return text
 
 
+TWO_SIZES = "two sizes, a line unchecked: no crossover claimed (a third size, or `gradbench crossover`)"
+
+
 def crossover_words(c: Crossover | None, baseline: str, ns: tuple[int, ...]) -> str:
-    """'within 10% of manual from n ≈ 2.5M (1.9M to 3.4M)', 'never within 10% of manual'."""
+    """'within 10% of manual from n ≈ 2.5M (1.9M to 3.4M)', 'never within 10% of manual'; for a
+    line through two sizes, that it claims none."""
     if c is None:
-        return ""
+        return TWO_SIZES if len(ns) == 2 else ""
     t = f"{c.threshold - 1:.0%}"
     where = where_within(c, ns)
     return f"never within {t} of {baseline}" if c.kind == "never" else f"within {t} of {baseline} {where}"
 
 
 def versus(m: Model) -> str:
-    """'+41 µs per step (38 to 45 µs) and 1.06x manual's time per byte (1.03 to 1.09)'."""
+    """'41 µs more per step (38 to 45 µs) and 1.06x manual's time per byte (1.03 to 1.09)'."""
     return (
         f"{signed_time(m.extra_fixed_s)} per step and {ratio(m.per_unit_ratio)} "
         f"{m.baseline}'s time per {m.unit}"
@@ -97,9 +144,20 @@ def versus(m: Model) -> str:
 
 
 def alone(m: Model) -> str:
-    """'4.6 µs (3.4 to 8.2 µs) per step + 0.081 ns per byte (12 GB/s)'; the fixed cost is the line's
-    intercept, below zero where small sizes run faster per byte (from cache) than large ones."""
+    """'4.6 µs (3.4 to 8.2 µs) per step + 0.081 ns per byte (12 GB/s)'; where the line is held
+    through zero, the cost per unit and why there is no fixed cost."""
+    if m.held_at_zero:
+        return f"{per_unit(m)} and no fixed cost ({held_reason(m)})"
     return f"{plain_time(m.fixed_s)} per step + {per_unit(m)}"
+
+
+def fit_words(m: Model) -> str:
+    """'fitted per flop over 3 sizes, within 2.1% of its cells, 4.0% on a size left out'."""
+    sizes = f"{len(m.ns)} sizes" if m.checked else "two sizes, unchecked"
+    text = f"fitted per {m.unit} over {sizes}, within {m.fit_error:.1%} of its cells"
+    if m.held_out_error is not None:
+        text += f", {m.held_out_error:.1%} on a size left out"
+    return text
 
 
 def headline(models: list[Model]) -> Model | None:
@@ -117,7 +175,7 @@ def headline(models: list[Model]) -> Model | None:
 
 
 def spread(models: list[Model]) -> str:
-    """'across 12 shape families +49 to +255 µs per step and 0.86x to 2.4x per byte'."""
+    """'across 12 shape families 49 µs more to 255 µs more per step and 0.86x to 2.4x per byte'."""
     compared = [m for m in models if m.extra_fixed_s is not None]
     if len(compared) < 2:
         return ""
@@ -126,14 +184,15 @@ def spread(models: list[Model]) -> str:
     lo, hi = (signed_time(Estimate(v)) for v in (min(fixed), max(fixed)))
     text = f"across {len(compared)} shape families {lo} to {hi} per step"
     if per:
-        text += f" and {times(min(per))}x to {times(max(per))}x per {compared[0].unit}"
+        units = " or ".join(dict.fromkeys(m.unit for m in compared))
+        text += f" and {times(min(per))}x to {times(max(per))}x per {units}"
     return text
 
 
 def _error(m: Model) -> str:
     if m.held_out_error is not None:
         return f"{m.held_out_error:.0%} (worst {m.worst_held_out_error:.0%})"
-    return "—"
+    return "— (two sizes)" if len(m.ns) == 2 else "—"
 
 
 def table(models: list[Model]) -> pd.DataFrame:
@@ -144,13 +203,15 @@ def table(models: list[Model]) -> pd.DataFrame:
         if not m.fitted:
             rows.append({**row, "fixed per step": m.note})
             continue
+        compared = m.extra_fixed_s is not None
+        within = where_within(m.crossover, m.ns) if m.crossover else ""
         row.update(
             {
-                "fixed per step": plain_time(m.fixed_s),
-                "per byte (or row)": per_unit(m),
-                "vs baseline: fixed": signed_time(m.extra_fixed_s) if m.extra_fixed_s else "",
-                "vs baseline: per byte": ratio(m.per_unit_ratio) if m.per_unit_ratio else "",
-                "within 10% of baseline": where_within(m.crossover, m.ns) if m.crossover else "",
+                "fixed per step": fixed_cost(m),
+                "per unit of work": per_unit(m),
+                "vs baseline: fixed": signed_time(m.extra_fixed_s) if compared else "",
+                "vs baseline: per unit": ratio(m.per_unit_ratio) if m.per_unit_ratio else "",
+                "within 10% of baseline": within or ("needs a third size" if compared else ""),
                 "fit error": f"{m.fit_error:.1%}",
                 "size left out": _error(m),
             }

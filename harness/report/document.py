@@ -29,11 +29,14 @@ def _headline(run: Run) -> str:
 
 MODEL_NOTE = (
     "Each method's time per step fitted, per shape family (the cells that differ only by n), as a "
-    "fixed cost plus a cost per byte read (Theil-Sen over the rounds, so one disturbed round moves "
-    "neither; 95% intervals from resampled rounds, paired with the baseline's). Against the baseline: "
-    "the extra fixed cost, the ratio of costs per byte, and the sizes where the method's time is within "
-    "10% of the baseline's. Fit error: the line against the measured medians; size left out: each size "
-    "predicted by a fit without it (three sizes or more)."
+    "fixed cost plus a cost per unit of work: per flop where the problem declares its flops (its work "
+    "grows faster than its bytes), else per byte read, else per row (Theil-Sen over the rounds, so one "
+    "disturbed round moves neither; 95% intervals from resampled rounds, paired with the baseline's). "
+    "A fixed cost is never below zero: where the free line's intercept is, the time per unit grows "
+    "with n (caches) and the line is held through zero. Against the baseline: the extra fixed cost, "
+    "the ratio of costs per unit, and the sizes where the method's time is within 10% of the "
+    "baseline's, claimed from three sizes or more only (a line through two is unchecked). Fit error: "
+    "the line against the measured medians; size left out: each size predicted by a fit without it."
 )
 MAX_OPEN_ROWS = 12  # longer tables of the verdict open on a click in HTML
 

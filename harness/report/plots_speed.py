@@ -186,7 +186,10 @@ def time_vs_size(run: Run, out: Path) -> P.Plot:
         P.seconds_axis(ax)
         ax.set_ylabel("time per gradient (median)")
     extra = [P.bad_marker()] if (df["agree"].map(lambda a: a is False)).any() else []
-    title = "Time per gradient against size: medians (bars: IQR) and the cost model's line, fixed + per byte"
+    units = " or ".join(dict.fromkeys(m.unit for m in models.values())) or "byte"
+    title = (
+        f"Time per gradient against size: medians (bars: IQR) and the cost model's line, fixed + per {units}"
+    )
     plot.path = P.finish(fig, axes, out / "time_vs_size.png", title, extra)
     return plot
 

@@ -104,12 +104,12 @@ def _method_line(method: str, where: str, cells: pd.DataFrame, models: list[Mode
     if head is None:
         said = "measured at one size per shape family: no cost model" if models else "not timed"
     elif head.extra_fixed_s is not None:
-        said = f"{costwords.versus(head)} on {head.shape.label}, "
+        said = f"{costwords.versus(head)} on {head.shape.label} ({costwords.fit_words(head)}), "
         said += costwords.crossover_words(head.crossover, base, head.ns)
         if costwords.spread(models):
             said += f"; {costwords.spread(models)}"
     else:
-        said = f"{costwords.alone(head)} on {head.shape.label}"
+        said = f"{costwords.alone(head)} on {head.shape.label} ({costwords.fit_words(head)})"
     text = f"**{method}**{where}: {said}."
     paired = cells[cells["vs_manual"].notna()] if method != base else cells.iloc[0:0]
     if "kind" in paired:  # a layer's ratio is to its autograd, said in the Layers section
@@ -154,6 +154,16 @@ def model_line(models: list[Model]) -> str | None:
         )
     else:
         text += "; at two sizes a fit cannot be checked on a size left out (three are needed)"
+    axes = {}
+    for m in fitted:
+        axes.setdefault(m.unit, set()).add(m.shape.problem)
+    text += "; fitted " + ", ".join(f"per {unit} ({', '.join(sorted(p))})" for unit, p in axes.items())
+    through_zero = {m.shape for m in fitted if m.held_at_zero and m.grows_with_n}
+    if through_zero:
+        text += (
+            f"; {plural(len(through_zero), 'shape family', 'shape families')} with no fixed cost: "
+            "the time per unit grows with n (caches), so the line is held through zero"
+        )
     if lone:
         text += f"; {len(lone)} shape {'family has' if len(lone) == 1 else 'families have'} one size: no line"
     return text + "."

@@ -19,7 +19,8 @@ from ..cell import Cell
 from ..measure import TimingOptions
 from ..plugins import loaded_plugins
 from .executor import ExecutorKind, OnRecords, Option, register_executor
-from .queue import Pool, RunStats, families_of, runs
+from .queue import Pool, RunStats, families_of
+from .slots import runs
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 # what `working_dir` never ships: results and environments can be gigabytes
