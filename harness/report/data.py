@@ -39,7 +39,8 @@ class Run:
         """Each method's cost model per shape family (costmodel.py), fitted once per report."""
         from .costmodel import cost_models
 
-        return cost_models(self.records, self.catalog.baseline(self.records["method"]))
+        problems = problem_rows(self.records)
+        return cost_models(problems, self.catalog.baseline(problems["method"]))
 
     @property
     def run_id(self) -> str:
@@ -116,3 +117,9 @@ def _or_empty(read) -> dict:
         return read() or {}
     except FileNotFoundError:
         return {}
+
+
+def problem_rows(df: pd.DataFrame) -> pd.DataFrame:
+    """The problems' records without the layers' (`kind` "layer"), whose times are paired with
+    their own autograd and reported in the Layers section, not beside a manual gradient."""
+    return df[df["kind"] != "layer"] if "kind" in df else df

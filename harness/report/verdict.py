@@ -17,7 +17,7 @@ import pandas as pd
 
 from . import catalog, costwords
 from .costmodel import Model, cost_models
-from .data import FAILED
+from .data import FAILED, problem_rows
 from .summary import cell_label, fmt_num, fmt_ratio, plural
 
 # seen on an H200 (profiled by hand, torch 2.11): the same launch-bound steps ran 0.26 to 0.59 ms
@@ -59,15 +59,16 @@ def extent(counts: dict[str, int], planned: int | None, state: str) -> str:
 
 def verdict(df: pd.DataFrame, models: list[Model] | None = None) -> Verdict:
     known = catalog.current()
+    problems = problem_rows(df)  # a layer's verdict and costs are the Layers section's
     if models is None:
-        models = cost_models(df, known.baseline(df["method"]))
+        models = cost_models(problems, known.baseline(problems["method"]))
     disagree = df["agree"].map(lambda a: a is False).astype(bool)
     lines = [
         f"**{plural(int(disagree.sum()), 'cell')} disagree** with the float64 reference."
         if disagree.any()
         else "Every measured gradient agrees with the float64 reference."
     ]
-    lines += method_lines(df, models)
+    lines += method_lines(problems, models)
     lines += [s for s in [model_line(models)] if s]
     groups = unstable_groups(df)
     return Verdict(
@@ -112,8 +113,6 @@ def _method_line(method: str, where: str, cells: pd.DataFrame, models: list[Mode
         said = f"{costwords.alone(head)} on {head.shape.label} ({costwords.fit_words(head)})"
     text = f"**{method}**{where}: {said}."
     paired = cells[cells["vs_manual"].notna()] if method != base else cells.iloc[0:0]
-    if "kind" in paired:  # a layer's ratio is to its autograd, said in the Layers section
-        paired = paired[paired["kind"] != "layer"]
     if len(paired):
         worst = paired.loc[paired["vs_manual"].idxmax()]
         text += f" Worst cell {cell_label(worst, method=False)}, {fmt_ratio(worst)} {base}."
