@@ -61,8 +61,8 @@ def test_crash():
 
 def pytest_args(*args: str) -> list[str]:
     """The plugin by its entry point where the package is installed, else by module."""
-    installed = any(e.value == "harness.pytest_plugin" for e in entry_points(group="pytest11"))
-    plugin = [] if installed else ["-p", "harness.pytest_plugin"]
+    installed = any(e.value == "harness.runs.pytest_plugin" for e in entry_points(group="pytest11"))
+    plugin = [] if installed else ["-p", "harness.runs.pytest_plugin"]
     return [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *plugin, *args]
 
 

@@ -31,7 +31,7 @@ from .config import ConfigError, config_of
 from .grid import expand
 
 DEFAULT_DTYPES = ["float64", "float32"]
-# who is told what each check ran (harness.pytest_plugin under --gradbench-save): a listener
+# who is told what each check ran (harness.runs.pytest_plugin under --gradbench-save): a listener
 # takes the records and the declarations of their methods, patterns and problems (a run
 # manifest's); an empty list when none listens, so a check pays nothing for it
 LISTENERS: list[Callable[[list[dict], dict], None]] = []

@@ -47,7 +47,7 @@ class SessionRun:
 
     # -- pytest hooks ------------------------------------------------------------------------
     def pytest_sessionstart(self, session) -> None:
-        from .runs.check import LISTENERS
+        from .check import LISTENERS
 
         LISTENERS.append(self.listen)
 
@@ -60,7 +60,7 @@ class SessionRun:
             self.test = None
 
     def pytest_sessionfinish(self, session, exitstatus) -> None:
-        from .runs.check import LISTENERS
+        from .check import LISTENERS
 
         if self.listen in LISTENERS:
             LISTENERS.remove(self.listen)
@@ -98,8 +98,8 @@ class SessionRun:
         self.store.append([{**r, "run_id": self.store.run_id, "test": self.test} for r in records])
 
     def _create(self):
-        from .env import manifest
-        from .runs.store import RunStore
+        from ..env import manifest
+        from .store import RunStore
 
         config = {"name": "pytest", "pytest_args": self.args, "plugins": []}
         digest = hashlib.sha256("\0".join(self.args).encode()).hexdigest()[:8]
