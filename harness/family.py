@@ -11,6 +11,7 @@ import torch
 
 from . import agreement as agr
 from . import gpu
+from . import twin as tw
 from .diagnosis import diagnose
 from .methods import Method
 from .patterns import Pattern
@@ -91,6 +92,8 @@ class Family:
                     a.twin = self._twin(method)
                 except Exception as exc:  # a kernel with no float64 path: the cell's dtype still judges
                     a.twin_skipped = f"the float64 twin raised {one_line(exc)}"
+        if a.twin is not None and not a.twin.within_tol:
+            self._judge_twin(method, a)
         if method.custom_function:
             self._check_function(method, a)
         p = self.problem
@@ -108,14 +111,36 @@ class Family:
         return a, preview(grads)
 
     def _twin(self, method: type[Method]) -> agr.Agreement:
-        s64 = method(*self.truth.twin)
+        t = self.truth
+        grads = self._run64(method, *t.twin)
+        return agr.compare(
+            grads, t.twin_reference, self.pattern.multiplier, t.formula_tol, t.formula_param_tol
+        )
+
+    def _run64(self, method: type[Method], problem: Problem, params: Tensors, data: Tensors) -> Tensors:
+        """The method's gradient in float64 under this pattern, twice stepped (as timed)."""
+        s64 = method(problem, params, data)
         step64 = self.pattern.bind(s64)
         step64()
         step64()
-        t = self.truth
-        return agr.compare(
-            s64.grads(), t.twin_reference, self.pattern.multiplier, t.formula_tol, t.formula_param_tol
-        )
+        return {k: v.detach().clone() for k, v in s64.grads().items()}
+
+    def _judge_twin(self, method: type[Method], a: agr.Agreement) -> None:
+        """A formula wrong, or computed in a lower precision somewhere (harness.twin): the latter
+        a mismatch of this cell only where its dtype is finer. A float64 cell's twin is the cell,
+        on the whole data; the move is made on the twin's rows."""
+        problem, params, data = self.truth.twin
+        whole = self.dtype == torch.float64
+        length = (self.problem if whole else problem).reduction_length()
+
+        def responses(keys: list[str]) -> dict[str, float]:
+            def run64(p: Tensors, d: Tensors) -> Tensors:
+                return self._run64(method, problem, p, d)
+
+            return tw.response_errors(run64, problem, params, data, self.pattern.multiplier, keys)
+
+        a.twin_precision = tw.judge(a.twin, tw.rounding(self.truth.reference, length), responses)
+        a.loses_precision = a.twin_precision.binds(self.dtype)
 
     def _check_function(self, method: type[Method], a: agr.Agreement) -> None:
         """The loss the Function returns on the whole data against the reference loss; and
