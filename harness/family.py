@@ -72,7 +72,8 @@ class Family:
         """Agreement of what the stepper's gradient buffer holds, with its verdict. The same
         method's float64 twin (on a subsample of rows when the data are large) tells a wrong
         formula from rounding, and decides too: a formula wrong in float64 is a mismatch whatever
-        this dtype's tolerance lets through. A float64 cell is its own twin; a method without one
+        this dtype's tolerance lets through; one computing in a lower precision somewhere, of the
+        finer dtypes only (harness.twin). A float64 cell is its own twin; a method without one
         (a second compile) goes unchecked in float64, and its record says so (f64_checked), as
         does one whose twin cannot run (a Function without float64: f64_note). The twin's
         tolerance is the whole data's condition: never tighter than the subsample's. A user's
@@ -139,7 +140,10 @@ class Family:
 
             return tw.response_errors(run64, problem, params, data, self.pattern.multiplier, keys)
 
-        a.twin_precision = tw.judge(a.twin, tw.rounding(self.truth.reference, length), responses)
+        try:
+            a.twin_precision = tw.judge(a.twin, tw.rounding(self.truth.reference, length), responses)
+        except Exception:  # the moved twin could not run: its error is read as a formula's, as it was
+            return
         a.loses_precision = a.twin_precision.binds(self.dtype)
 
     def _check_function(self, method: type[Method], a: agr.Agreement) -> None:
