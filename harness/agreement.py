@@ -8,10 +8,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import torch
 
 from .problems.base import Tensors
+
+if TYPE_CHECKING:
+    from .twin import Precision
 
 
 @dataclass
@@ -112,6 +116,10 @@ class Agreement:
     grad_output: GradOutputCheck | None = None
     weighting: WeightingFinding | None = None  # a split step's micro-batches weighted wrongly
     right_on_rows: int | None = None  # the method agrees in float64 on this many first rows alone
+    # where a twin that disagrees errs (harness.twin): a formula, or a lower precision inside it
+    twin_precision: Precision | None = None
+    # the twin computes in a precision coarser than this cell's dtype: precision this cell loses
+    loses_precision: bool = False
 
     def __post_init__(self):
         if math.isnan(self.sine):
@@ -127,7 +135,10 @@ class Agreement:
 
     @property
     def formula_wrong(self) -> bool:
-        return self.twin is not None and not self.twin.within_tol
+        """The twin disagrees, and not by a lower precision's rounding."""
+        if self.twin is None or self.twin.within_tol:
+            return False
+        return self.twin_precision is None or self.twin_precision.level is None
 
     @property
     def forward_wrong(self) -> bool:
@@ -139,9 +150,11 @@ class Agreement:
 
     @property
     def agree(self) -> bool:
-        """Within this dtype's tolerance, the formula right in float64 where it was run, and for
-        a Function its forward's loss right and its backward scaled by grad_output."""
-        return self.within_tol and not (self.formula_wrong or self.forward_wrong or self.grad_output_wrong)
+        """Within this dtype's tolerance, the formula right in float64 where it was run (and not
+        computed in a precision coarser than this dtype), and for a Function its forward's loss
+        right and its backward scaled by grad_output."""
+        wrong = self.formula_wrong or self.loses_precision or self.forward_wrong or self.grad_output_wrong
+        return self.within_tol and not wrong
 
 
 def _flat(g: Tensors, keys) -> torch.Tensor:

@@ -293,7 +293,7 @@ def diagnose(
 
 def _gradient(a: Agreement, sizes, layers, pattern, k, dtype=None) -> str | None:
     """What is wrong with the gradient (None when nothing is)."""
-    if a.within_tol and not a.formula_wrong and not a.grad_output_wrong:
+    if a.within_tol and not (a.formula_wrong or a.loses_precision or a.grad_output_wrong):
         return None
     if a.weighting is not None:
         return _weighting(a.weighting, pattern)
@@ -309,6 +309,8 @@ def _gradient(a: Agreement, sizes, layers, pattern, k, dtype=None) -> str | None
     if a.grad_output_wrong:
         return _accumulated(a, pattern, k)
     twin = a.twin
+    if a.loses_precision:  # a formula computed in a precision coarser than this cell's dtype
+        return _lower(a)
     if a.within_tol and twin is not None:  # only float64 shows it: say so first
         return (
             f"the formula is wrong: in float64 rel_err {twin.rel_err:.1e} over {twin.tol:.1e}, "
@@ -323,9 +325,28 @@ def _gradient(a: Agreement, sizes, layers, pattern, k, dtype=None) -> str | None
     text = _shape(a, sizes, layers)
     if a.formula_wrong:
         text += f"; wrong in float64 too (rel_err {twin.rel_err:.1e}): the formula, not rounding"
+    elif a.twin_precision is not None and a.twin_precision.level is not None:
+        text += f"; and {_lower(a)}"
     if a.right_on_rows:
         text += (
             f"; right on its first {a.right_on_rows} rows alone: the error enters past them (a later "
             "chunk's rows, labels or mask sliced wrongly?)"
         )
     return text
+
+
+LOWER_HINTS = {  # what computes in a lower precision inside a float64 formula (harness.twin.LOWER)
+    "float32": "a `.float()` or a float32 accumulator?",
+    "half precision": "a cast to bfloat16 or float16, or a half-precision accumulator?",
+}
+
+
+def _lower(a: Agreement) -> str:
+    """A formula whose float64 twin errs by a lower precision's rounding, and loses a move of its
+    inputs below float32's resolution (harness.twin)."""
+    t, p = a.twin, a.twin_precision
+    return (
+        f"in float64 it computes in {p.level} somewhere: {LOWER_HINTS[p.level]} (rel_err {t.rel_err:.1e} "
+        f"over {t.tol:.1e}, within {p.level}'s rounding {p.tol:.1e}; a move of the inputs below float32's "
+        f"resolution is lost: its gradient's response off by {p.response:.2g} of the reference's)"
+    )

@@ -11,6 +11,7 @@ import torch
 
 from . import agreement as agr
 from . import gpu
+from . import twin as tw
 from .diagnosis import diagnose
 from .methods import Method
 from .patterns import Drive, Full, Pattern
@@ -81,7 +82,8 @@ class Family:
         """Agreement of what the stepper's gradient buffer holds, with its verdict. The same
         method's float64 twin (on a subsample of rows when the data are large) tells a wrong
         formula from rounding, and decides too: a formula wrong in float64 is a mismatch whatever
-        this dtype's tolerance lets through. A float64 cell is its own twin; a method without one
+        this dtype's tolerance lets through; one computing in a lower precision somewhere, of the
+        finer dtypes only (harness.twin). A float64 cell is its own twin; a method without one
         (a second compile) goes unchecked in float64, and its record says so (f64_checked), as
         does one whose twin cannot run (a Function without float64: f64_note). The twin's
         tolerance is the whole data's condition: never tighter than the subsample's. A user's
@@ -105,6 +107,8 @@ class Family:
                     a.twin, twin_grads = self._twin(method)
                 except Exception as exc:  # a kernel with no float64 path: the cell's dtype still judges
                     a.twin_skipped = f"the float64 twin raised {one_line(exc)}"
+        if a.twin is not None and not a.twin.within_tol:
+            self._judge_twin(method, a)
         if method.custom_function:
             self._check_function(method, a)
         if not a.within_tol or a.formula_wrong:
@@ -127,15 +131,39 @@ class Family:
         return a, preview(grads)
 
     def _twin(self, method: type[Method]) -> tuple[agr.Agreement, Tensors]:
-        s64 = method(*self.truth.twin)
-        step64 = self.pattern.bind(s64)
-        step64()
-        step64()
         t = self.truth
-        grads = s64.grads()
+        grads = self._run64(method, *t.twin)
         return agr.compare(
             grads, t.twin_reference, self.pattern.multiplier, t.formula_tol, t.formula_param_tol
         ), grads
+
+    def _run64(self, method: type[Method], problem: Problem, params: Tensors, data: Tensors) -> Tensors:
+        """The method's gradient in float64 under this pattern, twice stepped (as timed)."""
+        s64 = method(problem, params, data)
+        step64 = self.pattern.bind(s64)
+        step64()
+        step64()
+        return {k: v.detach().clone() for k, v in s64.grads().items()}
+
+    def _judge_twin(self, method: type[Method], a: agr.Agreement) -> None:
+        """A formula wrong, or computed in a lower precision somewhere (harness.twin): the latter
+        a mismatch of this cell only where its dtype is finer. A float64 cell's twin is the cell,
+        on the whole data; the move is made on the twin's rows."""
+        problem, params, data = self.truth.twin
+        whole = self.dtype == torch.float64
+        length = (self.problem if whole else problem).reduction_length()
+
+        def responses(keys: list[str]) -> dict[str, float]:
+            def run64(p: Tensors, d: Tensors) -> Tensors:
+                return self._run64(method, problem, p, d)
+
+            return tw.response_errors(run64, problem, params, data, self.pattern.multiplier, keys)
+
+        try:
+            a.twin_precision = tw.judge(a.twin, tw.rounding(self.truth.reference, length), responses)
+        except Exception:  # the moved twin could not run: its error is read as a formula's, as it was
+            return
+        a.loses_precision = a.twin_precision.binds(self.dtype)
 
     def _weighting(self, method, grads: Tensors, twin_grads: Tensors | None) -> WeightingFinding | None:
         """Whether a gradient follows a wrong weighting: a split step's micro-batches weighted

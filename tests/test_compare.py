@@ -309,3 +309,18 @@ def test_a_plugin_method_that_sleeps_is_caught_end_to_end(tmp_path, sleepy):
     # past the sleep, so the exact value varies)
     p = result.table["p"].iloc[0]
     assert p < 0.01 and f"p {p:.1e}" in result.regressions[0]["detail"]
+
+
+def test_a_pair_too_noisy_to_tell_a_2x_change_says_so(base, tmp_path):
+    # noise of 80% a cell (ln units): a code of 4 cells must move by exp(2.13 sigma sqrt(pi / 8)),
+    # more than 2x, to stand out; whether the gate passes or not, it says so
+    noisy = compare_runs(base, rerun(base, tmp_path / "noisy", seed=3, noise=0.8))
+    code = np.exp(norm.isf(0.05 / 3) * noisy.noise.sigma * np.sqrt(np.pi / 8))
+    least = min(code, 1 + noisy.noise.alone_bar)
+    assert least > 2
+    said = "But this pair cannot tell a 2x change from noise: rerun on a quieter machine"
+    assert f"{said} (the least slow-down it tells is {least:.1f}x)." in prose(noisy)
+    assert noisy.blind and noisy.blind in " ".join(noisy.markdown.read_text().split())
+    # noise of 3%: a 2x change stands out, and nothing more is said
+    quiet = compare_runs(base, rerun(base, tmp_path / "quiet", seed=3, noise=0.03))
+    assert quiet.blind is None and "cannot tell a 2x change" not in quiet.text

@@ -27,6 +27,7 @@ import pandas as pd
 
 from ..schema import SIZE_NAMES
 from . import noise as N
+from .comparable import incomparable
 from .data import FAILED, Run, read_run
 from .summary import cell_label, fmt_time
 from .tables import markdown_table, text_table
@@ -77,6 +78,10 @@ class Comparison:
     @property
     def exit_code(self) -> int:
         return 1 if self.regressions else 0
+
+    @property
+    def blind(self) -> str | None:  # noise.blind: the noise too large to tell a 2x slow-down from
+        return N.blind(self.table, self.noise) if self.noise else None
 
     @property
     def within_noise(self) -> pd.DataFrame:
@@ -135,41 +140,6 @@ def _changes(m: pd.DataFrame) -> tuple[pd.DataFrame, list[dict]]:
 
 def _reg(r: pd.Series, kind: str, detail: str) -> dict:
     return {"cell_id": r["cell_id"], "cell": r["cell"], "kind": kind, "detail": detail}
-
-
-def _run_settings(run: Run) -> dict[str, str]:
-    """What a timing depends on beyond the cell: device model, threads per worker, executor,
-    torch version, config hash ('' where the run does not say)."""
-    r, man = run.records, run.manifest
-    timed = r[r["time_median_s"].notna()] if "time_median_s" in r else r
-    info = man.get("run") if isinstance(man.get("run"), dict) else {}
-    executor = man.get("executor")
-    executor = executor.get("executor") if isinstance(executor, dict) else executor
-    versions = man.get("versions") if isinstance(man.get("versions"), dict) else {}
-
-    def values(col):
-        vals = sorted(
-            {str(int(v) if isinstance(v, float) and v.is_integer() else v) for v in timed[col].dropna()}
-        )
-        return ", ".join(vals)
-
-    return {
-        "device model": values("device_name") if "device_name" in timed else "",
-        "threads per worker": values("threads") if "threads" in timed else "",
-        "executor": str(info.get("executor") or executor or ""),
-        "torch": str(versions.get("torch") or ""),
-        "config hash": str(info.get("config_hash") or ""),
-    }
-
-
-def incomparable(base: Run, new: Run) -> list[str]:
-    """One line per setting the two runs differ in that makes their timings incomparable."""
-    sb, sn = _run_settings(base), _run_settings(new)
-    return [
-        f"{what}: {sb[what]} (base) vs {sn[what]} (new)"
-        for what in sb
-        if sb[what] and sn[what] and sb[what] != sn[what]
-    ]
 
 
 def _x(v: float) -> str:
@@ -303,6 +273,8 @@ def _text(c: Comparison, m: pd.DataFrame, fmt) -> str:
         lines += [fmt(regs), ""]
     else:
         lines += ["No regressions.", ""]
+    if c.blind:  # a gate that cannot see a 2x slow-down must not pass, nor fail, silently
+        lines += [textwrap.fill(f"But {c.blind}.", WIDTH), ""]
     quiet = c.within_noise
     if len(quiet):
         floors = sorted({_floor(r, c.noise) for _, r in quiet.iterrows()} - {""})

@@ -55,6 +55,7 @@ MIN_CODE_CELLS = 3  # cells of a code for its median to stand: one stray cell mo
 MIN_SAMPLES = 3  # rounds per run, for the rank test
 SUSPECT = 3.0  # a cell whose change against the run passes the threshold and SUSPECT sigma_u
 BAND = 1.96  # the noise floor is shown as the 95% band of one unchanged cell, exp(±1.96 sigma)
+BLIND = 2.0  # a pair that cannot tell a change of this ratio from noise says so: rerun it
 
 FAMILY, RUN, ROUNDS = "family", "run", "rounds"  # what a cell's change was judged against
 BARS = {"alone_bar": "sigma", "alone_bar_run": "sigma_run"}
@@ -81,6 +82,26 @@ class Noise:
     def band(sigma: float) -> float:
         """The noise floor as a share: an unchanged cell's ratio falls within exp(±BAND sigma)."""
         return math.exp(BAND * sigma) - 1
+
+
+def least_told(m: pd.DataFrame, noise: Noise) -> float | None:
+    """The least slow-down (new/base) two runs tell from their noise: the smaller of what one cell
+    alone and what the cells of a code together must change by to stand out (judge's bars); None
+    where the noise was not measured."""
+    bars = [b for b in (noise.alone_bar, noise.alone_bar_run) if b is not None]
+    bars += list(m["code_bar"].dropna()) if "code_bar" in m else []
+    return 1 + min(bars) if noise.measured and bars else None
+
+
+def blind(m: pd.DataFrame, noise: Noise) -> str | None:
+    """What two runs too noisy to tell a BLIND slow-down from their noise must say; None if not."""
+    least = least_told(m, noise)
+    if least is None or least < BLIND:
+        return None
+    return (
+        f"this pair cannot tell a {BLIND:g}x change from noise: rerun on a quieter machine (the least "
+        f"slow-down it tells is {least:.1f}x)"
+    )
 
 
 def _robust_sigma(x: pd.Series) -> float:
