@@ -15,7 +15,7 @@
    the families read from a generator: Python allocations during `run` (tracemalloc peak) and
    resident memory growth during it.
 
-Targets (issue 4): under 10 ms per tiny cell on Ray; 2 workers at least 1.6x faster than 1;
+Targets: under 10 ms per tiny cell on Ray; 2 workers at least 1.6x faster than 1;
 driver memory that does not grow with the number of cells. Not part of `make test`: it takes a
 few minutes and wants a quiet machine.
 """
