@@ -13,7 +13,7 @@ from typing import ClassVar
 
 import torch
 
-from ..problems.base import PROBLEMS
+from ..problems.base import PROBLEMS, sized_subclass_check
 from ..registry import Registry
 from ..schema import SIZE_NAMES
 
@@ -107,19 +107,8 @@ LAYERS: Registry[type[Layer]] = Registry("layer")
 LAYERS.share_names(PROBLEMS)  # a config names a problem or a layer by its name alone
 
 
-def _check(cls: type) -> None:
-    name = getattr(cls, "name", None)
-    if not isinstance(name, str) or not name:
-        raise TypeError(f"{cls.__qualname__} needs a class attribute name = '...'")
-    if not issubclass(cls, Layer):
-        raise TypeError(f"{cls.__qualname__} must subclass harness.Layer")
-    bad = set(cls.sizes) - set(SIZE_NAMES)
-    if bad:
-        raise TypeError(f"{cls.__qualname__}.sizes may hold only {SIZE_NAMES}, not {sorted(bad)}")
-
-
 # `@register_layer` or `@register_layer(replace=True)`: make a Layer runnable by its `name`
-register_layer = LAYERS.decorator(_check)
+register_layer = LAYERS.decorator(sized_subclass_check(Layer))
 
 
 def get_layer(name: str) -> type[Layer]:

@@ -183,19 +183,25 @@ class Problem:
 PROBLEMS: Registry[type[Problem]] = Registry("problem")
 
 
-def _check(cls: type) -> None:
-    name = getattr(cls, "name", None)
-    if not isinstance(name, str) or not name:
-        raise TypeError(f"{cls.__qualname__} needs a class attribute name = '...'")
-    if not issubclass(cls, Problem):
-        raise TypeError(f"{cls.__qualname__} must subclass harness.Problem")
-    bad = set(cls.sizes) - set(SIZE_NAMES)
-    if bad:
-        raise TypeError(f"{cls.__qualname__}.sizes may hold only {SIZE_NAMES}, not {sorted(bad)}")
+def sized_subclass_check(base: type):
+    """What a registry checks of a class registered under `base` (a Problem, a Layer): a subclass
+    with a `name` and `sizes` drawn from SIZE_NAMES; a one-line TypeError otherwise."""
+
+    def check(cls: type) -> None:
+        name = getattr(cls, "name", None)
+        if not isinstance(name, str) or not name:
+            raise TypeError(f"{cls.__qualname__} needs a class attribute name = '...'")
+        if not issubclass(cls, base):
+            raise TypeError(f"{cls.__qualname__} must subclass harness.{base.__name__}")
+        bad = set(cls.sizes) - set(SIZE_NAMES)
+        if bad:
+            raise TypeError(f"{cls.__qualname__}.sizes may hold only {SIZE_NAMES}, not {sorted(bad)}")
+
+    return check
 
 
 # `@register_problem` or `@register_problem(replace=True)`: make a Problem runnable by its `name`
-register_problem = PROBLEMS.decorator(_check)
+register_problem = PROBLEMS.decorator(sized_subclass_check(Problem))
 
 
 def get_problem(name: str) -> type[Problem]:
