@@ -17,7 +17,6 @@ from dataclasses import asdict, dataclass
 import torch
 
 from . import gpu
-from .env import device_name
 from .family import Family
 from .layers import get_layer, is_layer
 from .measure import TimingOptions, first_call_s, interleaved, peak_bytes
@@ -36,6 +35,7 @@ from .record import (
     now,
     preview,
     timing_fields,
+    where_columns,
 )
 from .reference import rows_of
 from .schema import Record
@@ -160,16 +160,7 @@ def run_family(
         torch.set_num_threads(threads)
     threads = torch.get_num_threads()
     started, began = now(), time.perf_counter()
-    base = {
-        "device": device.type,
-        "device_name": device_name(device),
-        "threads": threads,
-        "gpu_id": None,
-        "node": None,
-        "worker": None,
-        "attempts": 1,
-        **(context or {}),
-    }
+    base = where_columns(device, threads, context)
     where = {"device": device.type, "started_at": started, "status": "ok"}  # where it ran
     records = {c.method: {**Record.blank(), **base, **identity(c), **where} for c in cells}
 

@@ -13,6 +13,7 @@ from datetime import datetime, timezone
 import torch
 
 from .agreement import Agreement
+from .env import device_name
 from .measure import paired_ratio, summarize
 from .problems.base import Tensors
 
@@ -22,6 +23,21 @@ PREVIEW = 8  # values of the gradient and the output kept in each record
 def identity(cell) -> dict:
     """The identity columns of a cell (a harness.Cell): its fields, its id and its pattern's k."""
     return {"cell_id": cell.cell_id, **asdict(cell), "k": cell.k, "kind": cell.kind}
+
+
+def where_columns(device: torch.device, threads: int, context: dict | None = None) -> dict:
+    """The columns of where a family ran, which each of its records holds; `context` (the
+    executor's run_id, gpu_id, node, worker) over the defaults."""
+    return {
+        "device": device.type,
+        "device_name": device_name(device),
+        "threads": threads,
+        "gpu_id": None,
+        "node": None,
+        "worker": None,
+        "attempts": 1,
+        **(context or {}),
+    }
 
 
 def now() -> str:

@@ -17,9 +17,8 @@ import torch._functorch.config
 
 from .. import gpu
 from ..cell import DTYPES, _device
-from ..env import device_name
 from ..measure import TimingOptions
-from ..record import fail, identity, now, preview
+from ..record import fail, identity, now, preview, where_columns
 from ..schema import Record
 from .base import Layer, Outputs, get_layer
 from .diagnosis import diagnose
@@ -89,16 +88,7 @@ def run_layer_family(
         torch.set_num_threads(threads)
     threads = torch.get_num_threads()
     began = time.perf_counter()
-    base = {
-        "device": device.type,
-        "device_name": device_name(device),
-        "threads": threads,
-        "gpu_id": None,
-        "node": None,
-        "worker": None,
-        "attempts": 1,
-        **(context or {}),
-    }
+    base = where_columns(device, threads, context)
     start = {"started_at": now(), "status": "ok", "kind": "layer"}
     records = {
         c.method: {**Record.blank(), **base, **identity(c), **start, "device": device.type} for c in cells
