@@ -29,6 +29,7 @@ from .record import (
     PREVIEW,
     agreement_fields,
     fail,
+    finish_family,
     flat_params,
     floor_fractions,
     identity,
@@ -190,14 +191,7 @@ def run_family(
 
     runner = _train if cells[0].mode == "train" else _gradient
     runner(cells, setup, records, threads, timing)
-    finished = now()
-    wall_s = time.perf_counter() - began
-    for r in records.values():
-        r["finished_at"] = r["finished_at"] or finished
-        r["family_wall_s"] = wall_s
-        if r["status"] == "ok" and r.get("agree") is False:
-            r["status"] = "mismatch"
-    return [records[c.method] for c in cells]
+    return finish_family(records, cells, began)
 
 
 def _device(kind: str, given: str | torch.device | None) -> torch.device:

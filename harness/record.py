@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 import sysconfig
+import time
 import traceback
 from collections.abc import Callable
 from dataclasses import asdict
@@ -38,6 +39,18 @@ def where_columns(device: torch.device, threads: int, context: dict | None = Non
         "attempts": 1,
         **(context or {}),
     }
+
+
+def finish_family(records: dict, cells, began: float) -> list[dict]:
+    """A family's records in the cells' order, each with its end, the family's wall time since
+    `began` (perf_counter), and `mismatch` for an ok cell that disagrees."""
+    finished, wall_s = now(), time.perf_counter() - began
+    for r in records.values():
+        r["finished_at"] = r["finished_at"] or finished
+        r["family_wall_s"] = wall_s
+        if r["status"] == "ok" and r.get("agree") is False:
+            r["status"] = "mismatch"
+    return [records[c.method] for c in cells]
 
 
 def now() -> str:

@@ -13,9 +13,8 @@ from typing import ClassVar
 
 import torch
 
-from ..problems.base import PROBLEMS, sized_subclass_check
+from ..problems.base import PROBLEMS, check_sizes, sized_subclass_check
 from ..registry import Registry
-from ..schema import SIZE_NAMES
 
 Tensors = dict[str, torch.Tensor]
 Outputs = torch.Tensor | tuple[torch.Tensor, ...]
@@ -45,14 +44,7 @@ class Layer:
     def __init__(
         self, n: int | None = None, d: int | None = None, h: int | None = None, c: int | None = None
     ):
-        given = {"n": n, "d": d, "h": h, "c": c}
-        for size in SIZE_NAMES:
-            value = given[size]
-            if size in self.sizes:
-                if value is None or value < 1:
-                    raise ValueError(f"layer {self.name!r} needs {size} >= 1, got {value}")
-            elif value is not None:
-                raise ValueError(f"layer {self.name!r} takes sizes {self.sizes}, not {size}")
+        check_sizes(f"layer {self.name!r}", self.sizes, {"n": n, "d": d, "h": h, "c": c})
         self.n, self.d, self.h, self.c = n, d, h, c
 
     # -- to write in a subclass --------------------------------------------------------------

@@ -18,7 +18,7 @@ import torch._functorch.config
 from .. import gpu
 from ..cell import DTYPES, _device
 from ..measure import TimingOptions
-from ..record import fail, identity, now, preview, where_columns
+from ..record import fail, finish_family, identity, now, preview, where_columns
 from ..schema import Record
 from .base import Layer, Outputs, get_layer
 from .diagnosis import diagnose
@@ -145,13 +145,7 @@ def run_layer_family(
         for r in records.values():
             r["family_timed_s"] = time.perf_counter() - timed
 
-    finished, wall_s = now(), time.perf_counter() - began
-    for r in records.values():
-        r["finished_at"] = r["finished_at"] or finished
-        r["family_wall_s"] = wall_s
-        if r["status"] == "ok" and r.get("agree") is False:
-            r["status"] = "mismatch"
-    return [records[c.method] for c in cells]
+    return finish_family(records, cells, began)
 
 
 def agreement_fields(v: LayerVerdict, layer: Layer, dtype: str) -> dict:

@@ -60,14 +60,7 @@ class Problem:
         c: int | None = None,
         data: str = "random",
     ):
-        given = {"n": n, "d": d, "h": h, "c": c}
-        for size in SIZE_NAMES:
-            value = given[size]
-            if size in self.sizes:
-                if value is None or value < 1:
-                    raise ValueError(f"problem {self.name!r} needs {size} >= 1, got {value}")
-            elif value is not None:
-                raise ValueError(f"problem {self.name!r} takes sizes {self.sizes}, not {size}")
+        check_sizes(f"problem {self.name!r}", self.sizes, {"n": n, "d": d, "h": h, "c": c})
         if data not in self.datasets:
             raise ValueError(f"problem {self.name!r} has data sets {self.datasets}, not {data!r}")
         self.n, self.d, self.h, self.c, self.data = n, d, h, c, data
@@ -181,6 +174,17 @@ class Problem:
 
 
 PROBLEMS: Registry[type[Problem]] = Registry("problem")
+
+
+def check_sizes(what: str, sizes: tuple[str, ...], given: dict[str, int | None]) -> None:
+    """A ValueError naming `what` (a problem, a layer) unless exactly its `sizes` are given, each >= 1."""
+    for size in SIZE_NAMES:
+        value = given[size]
+        if size in sizes:
+            if value is None or value < 1:
+                raise ValueError(f"{what} needs {size} >= 1, got {value}")
+        elif value is not None:
+            raise ValueError(f"{what} takes sizes {sizes}, not {size}")
 
 
 def sized_subclass_check(base: type):
