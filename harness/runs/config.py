@@ -288,13 +288,7 @@ def _check_names(config: Config) -> None:
             for key in LISTS:
                 if getattr(entry, key) is not None:
                     _check_list(path, f"{where}.{key}", getattr(entry, key), known)
-            for size in SIZE_NAMES:
-                given = getattr(entry, size) is not None
-                if given and size not in problem.sizes:
-                    takes = ", ".join(problem.sizes) or "no sizes"
-                    raise ConfigError(path, f"{where}.{size}", f"problem {name!r} takes {takes}")
-                if not given and size in problem.sizes:
-                    raise ConfigError(path, f"{where}.{size}", f"missing: problem {name!r} needs {size}")
+            _check_sizes(path, where, entry, f"problem {name!r}", problem.sizes)
             if entry.data not in problem.datasets:
                 raise ConfigError(
                     path, f"{where}.data", f"problem {name!r} has data sets {', '.join(problem.datasets)}"
@@ -324,13 +318,17 @@ def _check_layers(config: Config) -> None:
             for key in ("methods", "dtypes", "devices"):
                 if getattr(entry, key) is not None:
                     _check_list(path, f"{where}.{key}", getattr(entry, key), known)
-            for size in SIZE_NAMES:
-                given = getattr(entry, size) is not None
-                if given and size not in layer.sizes:
-                    takes = ", ".join(layer.sizes) or "no sizes"
-                    raise ConfigError(path, f"{where}.{size}", f"layer {name!r} takes {takes}")
-                if not given and size in layer.sizes:
-                    raise ConfigError(path, f"{where}.{size}", f"missing: layer {name!r} needs {size}")
+            _check_sizes(path, where, entry, f"layer {name!r}", layer.sizes)
+
+
+def _check_sizes(path: Path, where: str, entry, what: str, sizes: tuple[str, ...]) -> None:
+    """An entry gives exactly the sizes `what` (a problem, a layer) takes."""
+    for size in SIZE_NAMES:
+        given = getattr(entry, size) is not None
+        if given and size not in sizes:
+            raise ConfigError(path, f"{where}.{size}", f"{what} takes {', '.join(sizes) or 'no sizes'}")
+        if not given and size in sizes:
+            raise ConfigError(path, f"{where}.{size}", f"missing: {what} needs {size}")
 
 
 def _check_list(path: Path, where: str, values: list[str], known: dict) -> None:
