@@ -96,19 +96,13 @@ def planted_cells(table, slows: tuple[str | None, str]):
     return cells & table["cell"].str.startswith(f"{problem} ") if problem else cells
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--runs", type=int, default=5, help="unchanged runs (every pair compared)")
-    p.add_argument("--trials", type=int, default=10, help="runs of each planted slow-down")
-    p.add_argument("--plants", nargs="*", default=list(PLANTS), choices=list(PLANTS))
-    p.add_argument("--config", type=Path, default=HERE / "aa.yaml")
-    p.add_argument("--out", type=Path, default=None, help="where the runs go (default: a temporary folder)")
-    args = p.parse_args(argv)
-    out = args.out or Path(tempfile.mkdtemp(prefix="aa-compare-"))
-    out.mkdir(parents=True, exist_ok=True)
+def made_runs(args, out: Path) -> dict[str, list[Path]]:
+    """The unchanged and planted runs, taking turns; or, with --again, those a campaign left in out."""
+    names = ["unchanged", *args.plants]
+    if args.again:
+        return {name: sorted(p for p in (out / name).glob("2*/") if not p.is_symlink()) for name in names}
     configs = {"unchanged": args.config}
     configs |= {name: planted_config(args.config, PLANTS[name][0], out) for name in args.plants}
-    load_before, began = load(), time.time()
     runs: dict[str, list[Path]] = {name: [] for name in configs}
     turns = max(args.runs, args.trials)
     for i in range(turns):
@@ -117,40 +111,67 @@ def main(argv: list[str] | None = None) -> int:
             if len(runs[name]) < math.ceil((i + 1) * wanted / turns):  # spread evenly over the turns
                 runs[name].append(run(config, out / name))
                 print(f"  {name} run {len(runs[name])} done, load {load()}", file=sys.stderr)
-    load_after = load()
+    return runs
 
+
+def tally(runs: dict[str, list[Path]], plants: list[str], out: Path) -> tuple[list[tuple], list[float]]:
+    """The table's rows, and the noise floor σ of each unchanged pair."""
     rows = []
     base = runs["unchanged"]
     pairs = list(itertools.combinations(base, 2))
     compared = [compare_runs(a, b, out=out / "compare") for a, b in pairs]
     flagged = sum(c.exit_code == 1 for c in compared)
+    blind = sum(bool(c.blind) for c in compared)
     sigmas = [c.noise.sigma for c in compared if c.noise and c.noise.sigma]
-    rows.append(("unchanged (A/A)", len(pairs), flagged, "—", "—", TARGETS["unchanged"]))
-    for name in args.plants:
-        caught = only = 0
+    rows.append(("unchanged (A/A)", len(pairs), flagged, "—", blind, "—", TARGETS["unchanged"]))
+    for name in plants:
+        caught = only = told = 0
         changes = []
         for i, new in enumerate(runs[name]):
             c = compare_runs(base[i * len(base) // len(runs[name])], new, out=out / "compare")
             planted = planted_cells(c.table, PLANTS[name][1])
             flags = c.table["regression"]
             caught += c.exit_code == 1
+            told += c.exit_code == 0 and bool(c.blind)
             only += bool(flags[planted].any() and not flags[~planted].any())
             changes += list(c.table.loc[planted, "change"].dropna())
         change = f"{np.median(changes):.2f}x" if changes else "—"
-        rows.append((f"{name}: {PLANTS[name][2]}", len(runs[name]), caught, only, change, TARGETS[name]))
+        rows.append((f"{name}: {PLANTS[name][2]}", len(runs[name]), caught, only, told, change, TARGETS[name]))
+    return rows, sigmas
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--runs", type=int, default=5, help="unchanged runs (every pair compared)")
+    p.add_argument("--trials", type=int, default=10, help="runs of each planted slow-down")
+    p.add_argument("--plants", nargs="*", default=list(PLANTS), choices=list(PLANTS))
+    p.add_argument("--config", type=Path, default=HERE / "aa.yaml")
+    p.add_argument("--out", type=Path, default=None, help="where the runs go (default: a temporary folder)")
+    p.add_argument("--again", action="store_true", help="judge the runs an earlier campaign left in --out")
+    args = p.parse_args(argv)
+    if args.again and args.out is None:
+        p.error("--again judges the runs of an earlier campaign: name its folder with --out")
+    out = args.out or Path(tempfile.mkdtemp(prefix="aa-compare-"))
+    out.mkdir(parents=True, exist_ok=True)
+    load_before, began = load(), time.time()
+    runs = made_runs(args, out)
+    load_after = load()
+    rows, sigmas = tally(runs, args.plants, out)
 
     minutes = (time.time() - began) / 60
     print(f"gradbench compare, A/A and planted slow-downs: {args.config.name}, --executor local")
-    print(f"machine: {machine()}; load average (1, 5, 15 min) {load_before} before, {load_after} after")
+    if not args.again:
+        print(f"machine: {machine()}; load average (1, 5, 15 min) {load_before} before, {load_after} after")
     noise = f"median {100 * np.median(sigmas):.1f}%" if sigmas else "not measured"
     made = sum(len(r) for r in runs.values())
-    print(f"{minutes:.1f} min for {made} runs; noise floor σ over the A/A pairs: {noise}")
+    done = "judged again" if args.again else f"{minutes:.1f} min for"
+    print(f"{done} {made} runs; noise floor σ over the A/A pairs: {noise}")
     print(f"runs in {out}\n")
-    print("| runs compared | pairs | flagged (exit 1) | only planted | change | target |")
-    print("| --- | --- | --- | --- | --- | --- |")
-    for what, n, hit, only, change, target in rows:
+    print("| runs compared | pairs | flagged (exit 1) | only planted | passed, saying it cannot tell | change | target |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    for what, n, hit, only, told, change, target in rows:
         only = only if only == "—" else f"{only} of {n}"
-        print(f"| {what} | {n} | {hit} of {n} | {only} | {change} | {target} |")
+        print(f"| {what} | {n} | {hit} of {n} | {only} | {told} of {n} | {change} | {target} |")
     return 0
 
 

@@ -80,8 +80,8 @@ class Comparison:
         return 1 if self.regressions else 0
 
     @property
-    def blind(self) -> str | None:  # noise.blind: the noise too large to tell a 2x slow-down from
-        return N.blind(self.table, self.noise) if self.noise else None
+    def blind(self) -> str | None:  # noise.blind: runs too noisy to catch a quarter slower
+        return N.blind(self.table, self.noise, self.threshold) if self.noise else None
 
     @property
     def within_noise(self) -> pd.DataFrame:
@@ -111,8 +111,9 @@ def _matched(base: pd.DataFrame, new: pd.DataFrame) -> pd.DataFrame:
         keys = ident.reindex(columns=list(cols)).loc[m["cell_id"]]
         m[key] = [repr(tuple(row)) for row in keys.itertuples(index=False)]
     for side in ("base", "new"):  # a cell that failed in either run has no time to judge
-        failed = m[f"status_{side}"].isin(FAILED)
-        m.loc[failed, f"time_min_s_{side}"] = np.nan
+        times = zip(m[f"time_samples_s_{side}"], m[f"time_min_s_{side}"])
+        m[f"time_s_{side}"] = [N.fast_time(samples, t) for samples, t in times]
+        m.loc[m[f"status_{side}"].isin(FAILED), f"time_s_{side}"] = np.nan
     return m
 
 
@@ -192,8 +193,8 @@ def _shown(m: pd.DataFrame, noise: N.Noise | None) -> pd.DataFrame:
     return pd.DataFrame(
         {
             "cell": m["cell"],
-            "base": m["time_min_s_base"].map(fmt_time),
-            "new": m["time_min_s_new"].map(fmt_time),
+            "base": m["time_s_base"].map(fmt_time),
+            "new": m["time_s_new"].map(fmt_time),
             "new/base": m["ratio"].map(_x),
             "vs run": m["vs_run"].map(_x),
             "vs family": m["vs_family"].map(_x),
@@ -232,6 +233,18 @@ def _noise_lines(c: Comparison, m: pd.DataFrame) -> list[str]:
             f"To stand out of that noise, one cell alone must change by ±{100 * nz.alone_bar:.0f}%{code} "
             "(the change whose test would pass were it the only one)."
         )
+    if nz.code_spread is not None:
+        lines.append(
+            f"A code's cells move together between runs by σ = {100 * nz.code_spread:.1f}% beyond their own "
+            f"noise (1.4826 × MAD of the median changes of {nz.code_spread_codes} codes, less their cells' "
+            "share): a code's median is judged against both."
+        )
+    elif nz.alone_bar is not None:
+        lines.append(
+            f"How a code's cells move together between runs was not measured ({nz.code_spread_codes} codes "
+            f"of two cells or more that did not change, {N.MIN_SPREAD_CODES} needed): they are taken as "
+            "independent."
+        )
     if nz.sigma_run is not None:
         alone = int((m["test"] == N.RUN).sum())
         lines.append(
@@ -243,9 +256,10 @@ def _noise_lines(c: Comparison, m: pd.DataFrame) -> list[str]:
         "methods timed beside it in the same rounds), and beyond the noise floor: alone, z = ln(change "
         f"against the family) / σ on a t({N.TAIL_DF}) law (one unchanged cell on a busy machine strays "
         "further than a normal law allows), or with its code, the median change of the cells of its "
-        f"problem and method (at least {N.MIN_CODE_CELLS}); Benjamini-Hochberg q < {N.ALPHA} over the "
-        f"{tested} cells tested. A cell's time is its fastest round (time_min_s): other work on the "
-        "machine only adds time."
+        f"problem and method (at least {N.MIN_CODE_CELLS}), against the cells' noise and the code's "
+        f"wander; Benjamini-Hochberg q < {N.ALPHA} over the "
+        f"{tested} cells tested. A cell's time is the {N.FAST}th percentile of its rounds: other work on "
+        "the machine only adds time, and the one fastest round moves with it."
     )
     return lines
 
@@ -257,7 +271,7 @@ def _text(c: Comparison, m: pd.DataFrame, fmt) -> str:
     )
     lines = [f"WARNING: timings may not be comparable; the runs differ in {w}" for w in c.warnings]
     lines += [head, ""] if not c.warnings else ["", head, ""]
-    lines += [textwrap.fill(line, WIDTH) for line in _noise_lines(c, m)] + [""]
+    lines += [textwrap.fill(line, WIDTH, break_on_hyphens=False) for line in _noise_lines(c, m)] + [""]
     kinds = pd.Series([r["kind"] for r in c.regressions]).value_counts().to_dict()
     if c.regressions:
         detail = ", ".join(f"{v} {k}" for k, v in kinds.items())
@@ -273,8 +287,8 @@ def _text(c: Comparison, m: pd.DataFrame, fmt) -> str:
         lines += [fmt(regs), ""]
     else:
         lines += ["No regressions.", ""]
-    if c.blind:  # a gate that cannot see a 2x slow-down must not pass, nor fail, silently
-        lines += [textwrap.fill(f"But {c.blind}.", WIDTH), ""]
+    if c.blind:  # a gate that cannot see a slow-down must not pass, nor fail, silently
+        lines += [textwrap.fill(f"But {c.blind}.", WIDTH, break_on_hyphens=False), ""]
     quiet = c.within_noise
     if len(quiet):
         floors = sorted({_floor(r, c.noise) for _, r in quiet.iterrows()} - {""})
@@ -284,13 +298,14 @@ def _text(c: Comparison, m: pd.DataFrame, fmt) -> str:
                 f"Within noise: {len(quiet)} cells slower than {c.threshold:.2f}x, short of what stands "
                 f"out of the noise{within}: these runs cannot tell them from noise.",
                 WIDTH,
+                break_on_hyphens=False,
             ),
             "",
         ]
     finite = m[np.isfinite(m["change"])].sort_values("change", ascending=False)
     if len(finite):
         lines += [
-            f"Largest changes (of {len(finite)} timed cells; times are fastest rounds):",
+            f"Largest changes (of {len(finite)} timed cells; times are {N.FAST}th percentiles of rounds):",
             "",
             fmt(_shown(finite.head(SHOWN), c.noise)),
             "",
@@ -315,7 +330,7 @@ def _time_regression(r: pd.Series) -> dict:
         if r["test"] == N.RUN
         else f"{_x(r['ratio'])} on its rounds"
     )
-    times = f"{fmt_time(r['time_min_s_base'])} → {fmt_time(r['time_min_s_new'])}"
+    times = f"{fmt_time(r['time_s_base'])} → {fmt_time(r['time_s_new'])}"
     # the table's column says the same in fewer words, to fit a terminal
     short = against.replace(" against its ", " vs ").replace(" against the ", " vs ")
     detail = f"{against} ({times}): {_evidence(r)}"

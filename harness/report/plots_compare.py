@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from . import plotting as P
-from .noise import Noise
+from .noise import FAST, Noise
 
 LISTED = 14  # regressions listed beside the plot; the table names them all
 
@@ -32,22 +32,22 @@ def compare_plot(m: pd.DataFrame, noise: Noise, threshold: float, path: Path, ti
         g = m[m["method"] == meth]
         st = P.style(meth, methods)
         ax.plot(
-            g["time_min_s_base"], g["change"], st["marker"], color=st["color"], label=meth, ms=6, alpha=0.85
+            g["time_s_base"], g["change"], st["marker"], color=st["color"], label=meth, ms=6, alpha=0.85
         )
     regs = m[m["regression"]].sort_values("change", ascending=False)
     ax.plot(
-        regs["time_min_s_base"], regs["change"], "o", mfc="none", mec=P.BAD, ms=14, mew=2,
+        regs["time_s_base"], regs["change"], "o", mfc="none", mec=P.BAD, ms=14, mew=2,
         label=f"regression ({len(regs)})", zorder=5,
     )  # fmt: skip
     for i, (_, r) in enumerate(regs.head(LISTED).iterrows(), start=1):
-        ax.annotate(str(i), (r["time_min_s_base"], r["change"]), xytext=(7, 7), textcoords="offset points",
+        ax.annotate(str(i), (r["time_s_base"], r["change"]), xytext=(7, 7), textcoords="offset points",
                     fontsize=8, color=P.BAD, fontweight="bold")  # fmt: skip
     ax.axhline(threshold, color=P.BAD, ls="--", lw=1.3, label=f"threshold {threshold:.2f}x")
     ax.axhline(1 / threshold, color="#2a7a2a", ls=":", lw=1.3, label=f"faster: under 1/{threshold:.2f}")
     ax.axhline(1.0, color="#444444", lw=0.8)
     ax.set_xscale("log")
     P.seconds_axis(ax, "x")
-    ax.set_xlabel("base time per gradient (fastest round)")
+    ax.set_xlabel(f"base time per gradient ({FAST}th percentile of rounds)")
     ax.set_ylabel("new ÷ base, the lesser against family and run")
     P.ratio_axis(ax, [m["change"], [threshold, 1 / threshold]])
     ax.grid(True, alpha=0.3)
