@@ -2,7 +2,7 @@
 are flagged and how often planted slow-downs are caught, with the shipped defaults.
 
     .venv/bin/python benchmarks/aa_compare.py [--runs 5] [--trials 10] [--plants 2x 1.25x func]
-                                              [--config benchmarks/aa.yaml] [--out DIR]
+                                              [--config benchmarks/aa.yaml] [--out DIR] [--again]
 
 1. `--runs` unchanged runs of the config (`gradbench run CONFIG --executor local`, the command a
    user's CI runs), every pair compared (compare_runs, what `gradbench compare` runs): the false
@@ -13,8 +13,11 @@ are flagged and how often planted slow-downs are caught, with the shipped defaul
    the baseline that every other method's `vs_manual` is paired with; `func` is a method that is
    not the baseline. Each planted run is compared with the unchanged run made nearest in time:
    caught when compare would exit 1; "only planted" counts the pairs where every cell it flags is
-   a planted one; "change" is the median over pairs of the planted cells' change against their
-   family and the run, as compare measured it.
+   a planted one; "passed, saying it cannot tell" the pairs that exit 0 but say they cannot catch
+   a quarter slower (a miss without it is silent); "change" is the median over pairs of the
+   planted cells' change against their family and the run, as compare measured it.
+`--again --out DIR` makes no runs: it judges those an earlier campaign left in DIR with the rule
+of the code at hand, to see what a change of the rule does on the same runs.
 Runs take turns (2x, 1.25x, func, and an unchanged one every other turn) so that all meet the
 same machine. The load average is printed before and after: on a shared machine it is half the
 result.
@@ -136,7 +139,8 @@ def tally(runs: dict[str, list[Path]], plants: list[str], out: Path) -> tuple[li
             only += bool(flags[planted].any() and not flags[~planted].any())
             changes += list(c.table.loc[planted, "change"].dropna())
         change = f"{np.median(changes):.2f}x" if changes else "—"
-        rows.append((f"{name}: {PLANTS[name][2]}", len(runs[name]), caught, only, told, change, TARGETS[name]))
+        what = f"{name}: {PLANTS[name][2]}"
+        rows.append((what, len(runs[name]), caught, only, told, change, TARGETS[name]))
     return rows, sigmas
 
 
@@ -167,7 +171,8 @@ def main(argv: list[str] | None = None) -> int:
     done = "judged again" if args.again else f"{minutes:.1f} min for"
     print(f"{done} {made} runs; noise floor σ over the A/A pairs: {noise}")
     print(f"runs in {out}\n")
-    print("| runs compared | pairs | flagged (exit 1) | only planted | passed, saying it cannot tell | change | target |")
+    head = ("runs compared", "pairs", "flagged (exit 1)", "only planted", "passed, saying it cannot tell")
+    print(f"| {' | '.join(head)} | change | target |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
     for what, n, hit, only, told, change, target in rows:
         only = only if only == "—" else f"{only} of {n}"

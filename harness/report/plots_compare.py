@@ -31,9 +31,7 @@ def compare_plot(m: pd.DataFrame, noise: Noise, threshold: float, path: Path, ti
     for meth in methods:
         g = m[m["method"] == meth]
         st = P.style(meth, methods)
-        ax.plot(
-            g["time_s_base"], g["change"], st["marker"], color=st["color"], label=meth, ms=6, alpha=0.85
-        )
+        ax.plot(g["time_s_base"], g["change"], st["marker"], color=st["color"], label=meth, ms=6, alpha=0.85)
     regs = m[m["regression"]].sort_values("change", ascending=False)
     ax.plot(
         regs["time_s_base"], regs["change"], "o", mfc="none", mec=P.BAD, ms=14, mew=2,
