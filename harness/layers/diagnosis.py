@@ -5,7 +5,8 @@
 in the words of harness.diagnosis (an integer factor named with `name_scale`). Read in this
 order: the forward's value; a backward that ignores grad_output (or does not scale by it); the
 gradients, each input named; a formula wrong in float64 (or right there, rounded too much here);
-a layout that breaks it; a gradient returned for an input that needs none.
+a layout that breaks it. A method that agrees but computes a gradient for an input that needs
+none gets a note instead (`wasted`): autograd drops that gradient, the result is right.
 """
 
 from __future__ import annotations
@@ -58,10 +59,22 @@ def inputs_words(a: Agreement, sizes: dict, dtype: str | None = None) -> str:
     return text + (f"; agrees in {', '.join(good)}" if good else "")
 
 
-def diagnose(v: LayerVerdict, sizes: dict, dtype: str | None = None) -> str | None:
-    """None when the method agrees everywhere."""
-    if v.agree:
+def wasted(v: LayerVerdict) -> str | None:
+    """The note of gradients computed for inputs that need none; None if there were none."""
+    if not v.stray:
         return None
+    where = "; ".join(f"{k} by {', '.join(fns)}" for k, fns in v.stray.items())
+    return (
+        f"wasted work: a gradient computed for an input that needs none (requires_grad=False): {where}; "
+        "autograd drops it, so the result is right, but skipping it saves its cost (ctx.needs_input_grad)"
+    )
+
+
+def diagnose(v: LayerVerdict, sizes: dict, dtype: str | None = None) -> str | None:
+    """None when the method agrees everywhere; the `wasted` note alone when it agrees but computes
+    a gradient no input needs."""
+    if v.agree:
+        return wasted(v)
     said = []
     if not _all_agree(v.output):
         said.append(f"the forward is wrong: {inputs_words(v.output, sizes, dtype)}")
@@ -110,9 +123,6 @@ def diagnose(v: LayerVerdict, sizes: dict, dtype: str | None = None) -> str | No
             said.append(f"with {frozen} not requiring a gradient, it {inputs_words(a, sizes, dtype)}")
         else:
             said.append(f"with {WORDS.get(layout, layout)}, it {inputs_words(a, sizes, dtype)}")
-    for k, where in v.stray.items():
-        said.append(
-            f"a gradient returned for {k}, which needs none (requires_grad=False), by {', '.join(where)}: "
-            "check ctx.needs_input_grad"
-        )
+    if v.stray:
+        said.append(wasted(v))
     return "; ".join(said)

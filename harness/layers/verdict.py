@@ -1,6 +1,8 @@
 """Is a layer's method right? Its gradients, input by input, against the float64 truth; the value
-its forward returns; its linearity in grad_output; its float64 twin; the same in every layout;
-no gradient for an input that needs none. The sentence naming a likely bug is diagnosis.py's.
+its forward returns; its linearity in grad_output; its float64 twin; the same in every layout.
+A gradient returned for an input that needs none is noted, not held against it: autograd drops it
+(Function.backward may return one, the documentation says None "can" be passed), so the result is
+right and only the work computing it is wasted. The sentence naming a likely bug is diagnosis.py's.
 """
 
 from __future__ import annotations
@@ -42,7 +44,6 @@ class LayerVerdict:
             and self.grad_output.agree
             and not self.formula_wrong
             and not self.layouts
-            and not self.stray
             and not self.missing
         )
 

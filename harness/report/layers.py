@@ -53,8 +53,9 @@ def _said(r: pd.Series) -> str:
         return f"✗ {r['status']}: {_short(r.get('error'))}"
     if r.get("agree") is False:
         return f"✗ disagrees: {r.get('diagnosis') or 'outside the tolerance'}"
-    if r.get("agree") is True:
-        return "✓ agrees"
+    if r.get("agree") is True:  # with a note where it computes a gradient no input needs
+        note = r.get("diagnosis")
+        return f"✓ agrees; {note}" if isinstance(note, str) else "✓ agrees"
     return r["status"]
 
 

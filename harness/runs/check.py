@@ -63,6 +63,15 @@ class CheckResult:
         """Every cell ran and agrees (and at least one ran)."""
         return len(self.records) > 0 and self.failures.empty
 
+    @property
+    def noted(self) -> pd.DataFrame:
+        """The cells that agree but carry a note in `diagnosis` (a layer's wasted work)."""
+        return self.records[(self.records["status"] == "ok") & self.records["diagnosis"].notna()]
+
+    def notes(self) -> list[str]:
+        """One line per noted cell: where, and the note."""
+        return [f"{describe(r)}: {r['diagnosis']}" for _, r in self.noted.iterrows()]
+
     def lines(self) -> list[str]:
         """One line per failing cell: where, what, and the diagnosis or error."""
         out = []

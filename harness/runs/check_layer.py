@@ -22,6 +22,7 @@ harness.check's CheckResult.
 from __future__ import annotations
 
 import itertools
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -108,7 +109,14 @@ def check_layer(
                 records.extend(ran)
     tell(records, _declared(cls, methods_))
     extra = sorted({k for r in records for k in r} - set(COLUMNS))
-    return CheckResult(name, pd.DataFrame(records, columns=[*COLUMNS, *extra]), skipped)
+    result = CheckResult(name, pd.DataFrame(records, columns=[*COLUMNS, *extra]), skipped)
+    for note, cells in result.noted.groupby("diagnosis").size().items():  # right, but worth knowing
+        warnings.warn(WastedWork(f"check_layer({name!r}), {cells} cells: {note}"), stacklevel=2)
+    return result
+
+
+class WastedWork(UserWarning):
+    """A layer's method that agrees but computes a gradient for an input that needs none."""
 
 
 def _declared(cls: type[Layer], methods: list[str]) -> dict:
