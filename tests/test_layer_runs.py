@@ -151,3 +151,7 @@ def test_a_compiled_reference_is_timed_backward_alone_through_its_retained_graph
     assert compiled["status"] == "ok", compiled["error"]
     assert compiled["backward_median_s"] > 0 and compiled["forward_median_s"] > 0
     assert compiled["peak_bytes"] is None and compiled["peak_bytes_kind"] == "unmeasured"
+    # its first call compiles: kept apart as compile_s, far longer than a timed step; autograd's
+    # first call is only a first call
+    assert compiled["compile_s"] == compiled["first_call_s"] > 10 * compiled["time_median_s"]
+    assert records[0]["compile_s"] is None and records[0]["first_call_s"] > 0

@@ -17,7 +17,7 @@ import torch._functorch.config
 
 from .. import gpu
 from ..cell import DTYPES, _device
-from ..measure import TimingOptions
+from ..measure import TimingOptions, first_call_s
 from ..record import fail, finish_family, identity, now, preview, where_columns
 from ..schema import Record
 from .base import Layer, Outputs, get_layer
@@ -125,11 +125,19 @@ def run_layer_family(
             fn = method.callable(instance)
             twin_skipped = method.twin_skip_reason(cls)
             twin_fn = None if twin_skipped or cell.dtype == "float64" else fn
+            step = layer_step(fn, truth)
+            # the first forward and backward, before anything else calls it: a compiled method
+            # compiles here, and that time is kept apart from the step's (as a problem's cell does)
+            try:
+                first = first_call_s(step.full, lambda: gpu.synchronize(device))
+            except Exception:  # raised again where it is judged, naming the Function that raised
+                first = None
+            record.update(first_call_s=first, compile_s=first if method.compiles else None)
             verdict = judge(fn, truth, cls.rows, twin_fn, twin_skipped, layouts)
             record.update(agreement_fields(verdict, instance, cell.dtype))
             if verdict.raised is not None:
                 fail(record, verdict.raised)
-            steps[cell.method] = layer_step(fn, truth)
+            steps[cell.method] = step
         except Exception as exc:
             fail(record, exc)
 
