@@ -18,7 +18,8 @@ measure between them instead:
   the moment cancels. Suspects are left out of their family's reference (a slower `manual` must
   not make the rest of its family look faster), unless no other cell is left: cells whose change
   against the run passes both the threshold and SUSPECT sigma_u (sigma_u = 1.4826 MAD(u), the
-  spread of those changes), and cells of a code (below) whose median change passes the threshold.
+  spread of those changes), and cells of a code (below) whose median change against the rest of
+  its families passes the threshold (`_changed_codes`).
 - The noise floor sigma = 1.4826 MAD of v over the cells that are not suspects and whose
   reference holds none: each family ran at a moment of its own in each run, so the cells are so
   many samples of the run-to-run noise of a cell; the MAD lets the few that did change stand out
@@ -42,16 +43,16 @@ tested:
   sigma^2 pi / 2k, over the codes of at least two cells that did not change past the threshold
   against their families; with fewer than MIN_SPREAD_CODES such codes tau is not measured, the
   output says so, and the cells are taken as independent (tau = 0: the threshold still guards).
-A cell alone in its family is judged the same way by u, against sigma_u.
+A cell alone in its family is judged the same way by u, against sigma_u. With fewer than
+MIN_CELLS timed cells in common the noise cannot be measured: cells are judged on their rounds
+(Mann-Whitney U), which cannot tell a shift of the whole machine from a change, and the output
+says so.
 
 What a pair can tell: a slow-down of a code is caught 4 times in 5 (POWER) when its true change is
 the bar of its test plus z(POWER) standard errors (the test's least detectable change); the least
 of those over the codes, and over one cell alone, is what the pair tells. Above BLIND (or the
 threshold, if higher) the pair says it cannot tell such a change from noise, whether or not it
-flags anything: a gate must not pass silently on runs too noisy to see what it is for. With fewer than
-MIN_CELLS timed cells in common the noise cannot be measured: cells are judged on their rounds
-(Mann-Whitney U), which cannot tell a shift of the whole machine from a change, and the output
-says so.
+flags anything: a gate must not pass silently on runs too noisy to see what it is for.
 """
 
 from __future__ import annotations
@@ -172,10 +173,11 @@ def _bh(p: pd.Series) -> pd.Series:
 
 
 def judge(m: pd.DataFrame, threshold: float) -> tuple[pd.DataFrame, Noise]:
-    """Time verdicts of matched cells. `m`: one row per cell with time_s_base/_new (fast_time; NaN where a
-    cell has no time), time_samples_s_base/_new, family and code (the problem and method). Adds
+    """Time verdicts of matched cells. `m`: one row per cell with time_s_base/_new (fast_time; NaN
+    where a cell has no time), time_samples_s_base/_new, family and code (the problem and method). Adds
     ratio, vs_run, vs_family, change (the ratio the verdict is on), test, z, q (the cell's test),
-    code_change, code_cells, code_q (its code's), regression, faster, within_noise."""
+    code_change, code_cells, code_q (its code's), code_bar and code_told (what its code must pass, and
+    what it catches POWER of the time), regression, faster, within_noise."""
     base, new = m["time_s_base"].astype(float), m["time_s_new"].astype(float)
     timed = (base > 0) & (new > 0) & np.isfinite(base) & np.isfinite(new)
     d = np.log(new.where(timed) / base.where(timed))
