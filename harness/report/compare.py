@@ -264,6 +264,11 @@ def _noise_lines(c: Comparison, m: pd.DataFrame) -> list[str]:
     return lines
 
 
+def _prose(text: str) -> str:
+    """A line of prose wrapped to WIDTH, never inside a word ("slow-down" stays whole)."""
+    return textwrap.fill(text, WIDTH, break_on_hyphens=False)
+
+
 def _text(c: Comparison, m: pd.DataFrame, fmt) -> str:
     head = (
         f"compare {c.base.name} → {c.new.name}: {len(m)} cells matched"
@@ -271,7 +276,7 @@ def _text(c: Comparison, m: pd.DataFrame, fmt) -> str:
     )
     lines = [f"WARNING: timings may not be comparable; the runs differ in {w}" for w in c.warnings]
     lines += [head, ""] if not c.warnings else ["", head, ""]
-    lines += [textwrap.fill(line, WIDTH, break_on_hyphens=False) for line in _noise_lines(c, m)] + [""]
+    lines += [_prose(line) for line in _noise_lines(c, m)] + [""]
     kinds = pd.Series([r["kind"] for r in c.regressions]).value_counts().to_dict()
     if c.regressions:
         detail = ", ".join(f"{v} {k}" for k, v in kinds.items())
@@ -288,17 +293,15 @@ def _text(c: Comparison, m: pd.DataFrame, fmt) -> str:
     else:
         lines += ["No regressions.", ""]
     if c.blind:  # a gate that cannot see a slow-down must not pass, nor fail, silently
-        lines += [textwrap.fill(f"But {c.blind}.", WIDTH, break_on_hyphens=False), ""]
+        lines += [_prose(f"But {c.blind}."), ""]
     quiet = c.within_noise
     if len(quiet):
         floors = sorted({_floor(r, c.noise) for _, r in quiet.iterrows()} - {""})
         within = f" ({'; '.join(floors)})" if floors else ""
         lines += [
-            textwrap.fill(
+            _prose(
                 f"Within noise: {len(quiet)} cells slower than {c.threshold:.2f}x, short of what stands "
-                f"out of the noise{within}: these runs cannot tell them from noise.",
-                WIDTH,
-                break_on_hyphens=False,
+                f"out of the noise{within}: these runs cannot tell them from noise."
             ),
             "",
         ]

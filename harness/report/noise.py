@@ -266,16 +266,17 @@ def _changed_codes(d: pd.Series, m: pd.DataFrame, timed: pd.Series, lt: float) -
     with the noise unmeasured every cell was judged against the run, where a 2x change was lost)."""
     code = m["code"].where(timed)
     out = pd.Series(False, index=m.index)
+    ref = _others_mean(d, m["family"], timed)  # each cell's reference: its family's cells not out
     while True:
-        median = (d - _others_mean(d, m["family"], timed & ~out)).groupby(code).median().abs()
+        median = (d - ref).groupby(code).median().abs()
         median = median.drop(code[out].unique(), errors="ignore").dropna()
         if median.empty or median.max() <= lt:
             return out
         more = out | (code == median.idxmax())
-        left = timed & ~more & _others_mean(d, m["family"], timed & ~more).notna()
-        if left.sum() < MIN_CELLS:
+        ref_more = _others_mean(d, m["family"], timed & ~more)
+        if (timed & ~more & ref_more.notna()).sum() < MIN_CELLS:
             return out
-        out = more
+        out, ref = more, ref_more
 
 
 def _views(
